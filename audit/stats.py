@@ -1,0 +1,97 @@
+"""The one statistics module: intervals for rates and means, grouped breakdowns.
+
+Every figure in a report carries n and a 95% interval. Rates get a Wilson score
+interval (well behaved at 0, 1 and small n, unlike the normal approximation);
+means get a seeded percentile bootstrap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+from reports import Breakdown, GroupValue, Interval
+
+_BOOTSTRAP_RESAMPLES = 2000
+
+
+def _z(level: float) -> float:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> Interval | None:
+    """Wilson score interval for successes/n; None when n == 0 (no evidence, no interval)."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return None
+    z = _z(level)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(low=max(0.0, centre - half), high=min(1.0, centre + half), level=level, method="wilson")
+
+
+def bootstrap_interval(
+    values: Sequence[float], seed: int = 0, level: float = 0.95, resamples: int = _BOOTSTRAP_RESAMPLES
+) -> Interval | None:
+    """Percentile bootstrap interval of the mean, seeded so reports are reproducible."""
+    _z(level)  # validates level
+    if len(values) == 0:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) == 1:
+        return Interval(low=float(arr[0]), high=float(arr[0]), level=level, method="bootstrap")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(arr), size=(resamples, len(arr)))
+    means = arr[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Interval(low=float(low), high=float(high), level=level, method="bootstrap")
+
+
+def rate(flags: Sequence[bool]) -> tuple[float | None, Interval | None, int]:
+    """Share of True with its Wilson interval and n."""
+    n = len(flags)
+    k = sum(1 for f in flags if f)
+    return (k / n if n else None), wilson_interval(k, n), n
+
+
+def mean(values: Sequence[float], seed: int = 0) -> tuple[float | None, Interval | None, int]:
+    """Mean with its bootstrap interval and n."""
+    n = len(values)
+    return (float(np.mean(values)) if n else None), bootstrap_interval(values, seed=seed), n
+
+
+def grouped(
+    by: str,
+    items: Iterable[tuple[Hashable, float | bool]],
+    kind: str,
+    seed: int = 0,
+) -> Breakdown:
+    """Breakdown of a rate (kind='rate') or mean (kind='mean') by group, sorted by group name."""
+    if kind not in ("rate", "mean"):
+        raise ValueError(f"kind must be 'rate' or 'mean', got {kind!r}")
+    buckets: dict[str, list[float | bool]] = {}
+    for key, value in items:
+        buckets.setdefault(str(key), []).append(value)
+    stat: Callable[..., tuple[float | None, Interval | None, int]] = rate if kind == "rate" else mean
+    groups = []
+    for key in sorted(buckets):
+        vals = buckets[key]
+        value, ci, n = stat([bool(v) for v in vals]) if kind == "rate" else stat([float(v) for v in vals], seed=seed)
+        groups.append(GroupValue(group=key, value=value, ci=ci, n=n))
+    return Breakdown(by=by, groups=groups)
+
+
+def intervals_overlap(a: Interval | None, b: Interval | None) -> bool | None:
+    """Whether two intervals overlap; None when either is missing."""
+    if a is None or b is None:
+        return None
+    return a.low <= b.high and b.low <= a.high

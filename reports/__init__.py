@@ -1,0 +1,57 @@
+"""The audit report: schema, JSON I/O and renderers. Imports nothing else of this project."""
+
+from reports._escape import escape_markdown
+from reports._io import ReportError, atomic_write_text, load_report, report_json_schema, write_report
+from reports._markdown import render_markdown
+from reports._schema import (
+    SCHEMA_VERSION,
+    AreaReport,
+    AuditReport,
+    Breakdown,
+    DatasetInfo,
+    Example,
+    GroupValue,
+    HostInfo,
+    Interval,
+    Metric,
+    ModelInfo,
+    ProbeReport,
+    RiskReport,
+    RunInfo,
+    ScorerInfo,
+    Status,
+    Summary,
+    TaxonomyInfo,
+    Threshold,
+    ToolInfo,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AreaReport",
+    "AuditReport",
+    "Breakdown",
+    "DatasetInfo",
+    "Example",
+    "GroupValue",
+    "HostInfo",
+    "Interval",
+    "Metric",
+    "ModelInfo",
+    "ProbeReport",
+    "ReportError",
+    "RiskReport",
+    "RunInfo",
+    "ScorerInfo",
+    "Status",
+    "Summary",
+    "TaxonomyInfo",
+    "Threshold",
+    "ToolInfo",
+    "atomic_write_text",
+    "escape_markdown",
+    "load_report",
+    "render_markdown",
+    "report_json_schema",
+    "write_report",
+]

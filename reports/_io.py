@@ -1,0 +1,62 @@
+"""Reading and atomically writing reports and other run files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reports._schema import AuditReport
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read. One-line message naming the file and the key path."""
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write via a temp file in the same directory and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: AuditReport, path: Path | str) -> None:
+    atomic_write_text(path, report.model_dump_json(indent=2) + "\n")
+
+
+def load_report(path: Path | str) -> AuditReport:
+    """Load and validate a report.json; raises ReportError with file and key path."""
+    path = Path(path)
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ReportError(f"{path}: not an lm-risk-audit report (top level is not an object)")
+    try:
+        return AuditReport.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise ReportError(f"{path}: {loc or '(top level)'}: {err['msg']}") from None
+
+
+def report_json_schema() -> dict[str, Any]:
+    return AuditReport.model_json_schema()

@@ -1,0 +1,210 @@
+"""Render an AuditReport as Markdown. Uses the report alone: no model, no taxonomy file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reports._escape import escape_markdown as esc
+from reports._schema import AuditReport, Metric, ProbeReport, RiskReport, Status
+
+_EXAMPLE_CHARS = 400
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit in ("rate", "share", "ratio", "score", ""):
+        return f"{value:.3f}"
+    return f"{value:.4g}"
+
+
+def _ci(metric_ci: object) -> str:
+    if metric_ci is None:
+        return "n/a"
+    low = getattr(metric_ci, "low")
+    high = getattr(metric_ci, "high")
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _status(status: Status | None) -> str:
+    return "—" if status is None else f"**{status.value}**"
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _threshold(metric: Metric) -> str:
+    t = metric.threshold
+    if t is None or metric.higher_is_better is None:
+        return "—"
+    sign = "≥" if metric.higher_is_better else "≤"
+    parts = []
+    if t.fail is not None:
+        parts.append(f"fail unless {sign} {t.fail:g}")
+    if t.warn is not None:
+        parts.append(f"warn unless {sign} {t.warn:g}")
+    return "; ".join(parts) or "—"
+
+
+def _probe_section(p: ProbeReport) -> list[str]:
+    out = [f"### `{esc(p.id)}` v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
+    out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
+               f"time: {p.duration_s:.1f}s")
+    if p.dataset:
+        d = p.dataset
+        out.append(f"Dataset: {esc(d.name)} ({d.origin}-supplied, {d.n_items} items, sha256 `{d.sha256[:12]}`)")
+    if p.params:
+        out.append("Parameters: " + ", ".join(f"{esc(k)}={esc(str(v))}" for k, v in sorted(p.params.items())))
+    out.append("")
+    if p.metrics:
+        out += _table(
+            ["metric", "value", "95% CI", "n", "status", "default bar"],
+            ([esc(m.name), _fmt(m.value, m.unit), _ci(m.ci), str(m.n), _status(m.status), _threshold(m)]
+             for m in p.metrics),
+        )
+        for m in p.metrics:
+            if m.description:
+                out.append(f"- *{esc(m.name)}*: {esc(m.description)}"
+                           + (f" (chance: {m.chance:.3f})" if m.chance is not None else ""))
+        out.append("")
+        for m in p.metrics:
+            for b in m.breakdowns:
+                out.append(f"**{esc(m.name)} by {esc(b.by)}**")
+                out.append("")
+                out += _table([esc(b.by), "value", "95% CI", "n"],
+                              ([esc(g.group), _fmt(g.value, m.unit), _ci(g.ci), str(g.n)] for g in b.groups))
+    if p.errors:
+        out.append("**Errors**")
+        out.append("")
+        out += [f"- {esc(e, max_chars=_EXAMPLE_CHARS)}" for e in p.errors] + [""]
+    if p.worst_examples:
+        out.append("**Worst examples** (model text, escaped and truncated)")
+        out.append("")
+        out += _table(
+            ["id", "prompt", "model output", "expected", "score"],
+            ([esc(e.sample_id), esc(e.prompt, _EXAMPLE_CHARS), esc(e.output, _EXAMPLE_CHARS),
+              esc(e.expected, _EXAMPLE_CHARS), _fmt(e.score)] for e in p.worst_examples),
+        )
+    if p.scorers:
+        out.append("Scorers: " + "; ".join(f"{esc(s.name)} {esc(s.version)}"
+                                           + (f" ({esc(s.note)})" if s.note else "") for s in p.scorers))
+        out.append("")
+    for note in p.notes:
+        out.append(f"> {esc(note)}")
+    if p.notes:
+        out.append("")
+    return out
+
+
+def _risk_line(r: RiskReport) -> list[str]:
+    probes = ", ".join(f"`{esc(x)}`" for x in r.probes) or "—"
+    not_run = ", ".join(f"`{esc(x)}`" for x in r.probes_not_run) or "—"
+    return [f"{esc(r.id)}", esc(r.name), r.automation, _status(r.status), probes, not_run]
+
+
+def render_markdown(report: AuditReport) -> str:
+    """The human-readable report: summary, coverage, evidence per risk, methodology, checklist."""
+    m, run = report.model, report.run
+    out: list[str] = [f"# LM risk audit — {esc(m.id)}", ""]
+    if report.show_pii:
+        out += ["> **PII NOT REDACTED.** This report was produced with `--show-pii`; it may contain "
+                "personal data from model outputs. Handle it accordingly.", ""]
+    if not run.complete:
+        why = "interrupted" if run.interrupted else "incomplete"
+        out += [f"> **Partial report ({why}).** Only the probes listed below finished; "
+                "risks whose probes did not run are `not_evaluated`.", ""]
+    out += [
+        f"Overall: {_status(report.summary.status)} · run `{esc(run.id)}` · started {esc(run.started_at)}"
+        + (f" · {run.duration_s:.1f}s" if run.duration_s is not None else "")
+        + f" · seed {run.seed} · {esc(report.tool.name)} {esc(report.tool.version)}",
+        "",
+        f"Model: `{esc(m.id)}` ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
+        f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · weights sha256 "
+        f"`{esc(m.fingerprint_sha256[:16])}` · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
+        "",
+        "## Executive summary",
+        "",
+    ]
+    rows = []
+    for area in report.areas:
+        counts: dict[str, int] = {}
+        for r in area.risks:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        rows.append([esc(area.id), esc(area.name), _status(area.status),
+                     ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))])
+    out += _table(["area", "name", "status", "risks by status"], rows)
+    out.append("Statuses: *pass* / *warn* / *fail* from the probes' default bars (see each metric); "
+               "*error* when a probe failed to run; *not_evaluated* when no probe ran for the risk; "
+               "*manual* when only a person can judge it (see the checklist).")
+    out.append("")
+
+    out += ["## Coverage matrix", ""]
+    out += _table(["risk", "name", "automation", "status", "probes run", "probes not run"],
+                  (_risk_line(r) for a in report.areas for r in a.risks))
+
+    out += ["## Findings by risk", ""]
+    for area in report.areas:
+        out += [f"### {esc(area.id)}. {esc(area.name)} — {_status(area.status)}", ""]
+        for r in area.risks:
+            out.append(f"- **{esc(r.id)} {esc(r.name)}** ({r.automation}) — {_status(r.status)}"
+                       + (f": {esc(r.status_reason)}" if r.status_reason else ""))
+            for pid in r.probes:
+                try:
+                    p = report.probe(pid)
+                except KeyError:
+                    continue
+                for metric in p.metrics:
+                    out.append(f"  - `{esc(pid)}` {esc(metric.name)} = {_fmt(metric.value, metric.unit)} "
+                               f"{_ci(metric.ci)} (n={metric.n}) {_status(metric.status)}")
+        out.append("")
+
+    out += ["## Probe results", ""]
+    for p in report.probes:
+        out += _probe_section(p)
+
+    out += ["## Methodology and limitations", ""]
+    out += [
+        "- Every rate carries a 95% Wilson score interval; every mean a 95% percentile bootstrap interval "
+        f"(2,000 resamples, seed {run.seed}). n is the number of items behind the figure.",
+        "- A metric *fails* only when its whole interval lies on the wrong side of its bar, so small samples "
+        "cannot fail by chance alone; it *warns* when the point value is past the warning bar.",
+        "- Bars are each probe's documented defaults, not a release policy; a deployment should set its own.",
+        "- Automated probes give evidence, not proof: a pass means the probe's items did not reveal the risk, "
+        "not that the model is free of it. Risks marked *partial* or *manual* need the review below.",
+        f"- Model weights fingerprint: sha256 `{esc(m.fingerprint_sha256)}`; taxonomy file sha256 "
+        f"`{esc(report.taxonomy.sha256)}`.",
+        "- Model outputs are untrusted: they are escaped in this report (no HTML, links or images) and "
+        "line breaks are shown as ↵.",
+    ]
+    for note in m.notes:
+        out.append(f"- Model: {esc(note)}")
+    for p in report.probes:
+        for lim in p.limitations:
+            out.append(f"- `{esc(p.id)}`: {esc(lim)}")
+    out.append("")
+
+    out += ["## Manual review checklist", ""]
+    for area in report.areas:
+        for r in area.risks:
+            if not r.review_questions:
+                continue
+            out.append(f"**{esc(r.id)} {esc(r.name)}** ({r.automation})")
+            out.append("")
+            out += [f"- [ ] {esc(q)}" for q in r.review_questions]
+            out.append("")
+
+    if report.errors:
+        out += ["## Errors", ""] + [f"- {esc(e, max_chars=1000)}" for e in report.errors] + [""]
+
+    h = report.host
+    out += ["## Environment", ""]
+    out.append(f"{esc(h.platform)} · Python {esc(h.python)} · {esc(h.machine)} · {h.cpu_count} CPUs · "
+               f"accelerator: {esc(h.accelerator or 'none')}")
+    out.append("")
+    if h.libraries:
+        out.append(", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(h.libraries.items())))
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,220 @@
+"""The audit report: one versioned pydantic model; Markdown and JUnit render from it alone."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class Status(str, Enum):
+    """Outcome of a metric, probe, risk or area. Order of severity: error > fail > warn > pass."""
+
+    passed = "pass"
+    fail = "fail"
+    warn = "warn"
+    error = "error"
+    not_evaluated = "not_evaluated"
+    manual = "manual"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Interval(_Model):
+    """A confidence interval."""
+
+    low: float
+    high: float
+    level: float = 0.95
+    method: Literal["wilson", "bootstrap"]
+
+
+class GroupValue(_Model):
+    """A metric restricted to one group of samples (a category, a stratum)."""
+
+    group: str
+    value: float | None
+    ci: Interval | None
+    n: int
+
+
+class Breakdown(_Model):
+    by: str
+    groups: list[GroupValue]
+
+
+class Threshold(_Model):
+    """Default bars for a metric. With higher_is_better the bars are minimums, else maximums.
+
+    ``fail`` applies when the whole interval is on the wrong side of the bar
+    (the evidence is clear); ``warn`` when the point value is.
+    """
+
+    warn: float | None = None
+    fail: float | None = None
+    source: str = "probe default"
+
+
+class Metric(_Model):
+    name: str
+    description: str = ""
+    value: float | None
+    ci: Interval | None
+    n: int
+    unit: str = "rate"
+    higher_is_better: bool | None = None  # None: informational
+    ideal: float | None = None
+    chance: float | None = None
+    breakdowns: list[Breakdown] = Field(default_factory=list)
+    threshold: Threshold | None = None
+    status: Status | None = None
+
+
+class Example(_Model):
+    """One sample shown to reviewers (the worst ones per probe). All text is model-controlled or prompt data."""
+
+    sample_id: str
+    prompt: str
+    output: str = ""
+    expected: str = ""
+    score: float | None = None
+    detail: str = ""
+
+
+class ScorerInfo(_Model):
+    name: str
+    version: str
+    note: str = ""
+
+
+class DatasetInfo(_Model):
+    name: str
+    origin: Literal["project", "user"]
+    path: str
+    sha256: str
+    n_items: int
+
+
+class ProbeReport(_Model):
+    id: str
+    version: str
+    description: str
+    kind: Literal["generation", "loglikelihood", "static"]
+    risks: list[str]
+    status: Status
+    params: dict[str, Any] = Field(default_factory=dict)
+    dataset: DatasetInfo | None = None
+    metrics: list[Metric] = Field(default_factory=list)
+    worst_examples: list[Example] = Field(default_factory=list)
+    scorers: list[ScorerInfo] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+    n_samples: int = 0
+    duration_s: float = 0.0
+    samples_file: str | None = None
+
+
+class RiskReport(_Model):
+    id: str
+    slug: str
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str
+    automation: Literal["automated", "partial", "manual"]
+    status: Status
+    status_reason: str = ""
+    probes: list[str] = Field(default_factory=list)
+    probes_not_run: list[str] = Field(default_factory=list)
+    crosswalk: dict[str, list[str]] = Field(default_factory=dict)
+    review_questions: list[str] = Field(default_factory=list)
+
+
+class AreaReport(_Model):
+    id: str
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    status: Status
+    risks: list[RiskReport]
+
+
+class ModelInfo(_Model):
+    id: str
+    backend: str
+    source: str
+    parameters: int | None = None
+    dtype: str = ""
+    device: str = ""
+    fingerprint_sha256: str = ""
+    chat_template: bool = False
+    supports_loglikelihood: bool = True
+    gguf_file: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class ToolInfo(_Model):
+    name: str = "lm-risk-audit"
+    version: str
+
+
+class RunInfo(_Model):
+    id: str
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    seed: int
+    complete: bool
+    interrupted: bool = False
+    command: str = ""
+
+
+class HostInfo(_Model):
+    platform: str
+    python: str
+    machine: str
+    cpu_count: int | None
+    accelerator: str | None
+    libraries: dict[str, str] = Field(default_factory=dict)
+
+
+class TaxonomyInfo(_Model):
+    name: str
+    version: str
+    path: str
+    sha256: str
+    source: str = ""
+
+
+class Summary(_Model):
+    status: Status
+    risks_by_status: dict[str, int]
+    probes_run: int
+    probes_errored: int
+
+
+class AuditReport(_Model):
+    """A whole audit. ``schema_version`` changes when a field changes meaning or is removed."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    tool: ToolInfo
+    run: RunInfo
+    host: HostInfo
+    model: ModelInfo
+    taxonomy: TaxonomyInfo
+    config: dict[str, Any] = Field(default_factory=dict)
+    show_pii: bool = False
+    summary: Summary
+    areas: list[AreaReport]
+    probes: list[ProbeReport]
+    errors: list[str] = Field(default_factory=list)
+
+    def probe(self, probe_id: str) -> ProbeReport:
+        for p in self.probes:
+            if p.id == probe_id:
+                return p
+        raise KeyError(probe_id)
