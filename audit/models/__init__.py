@@ -1,0 +1,65 @@
+"""Model backends behind one batched protocol. The transformers backend is imported lazily
+(torch is heavy), through ``load_model``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from audit.models._protocol import (
+    ChatMessage,
+    Generation,
+    GenerationParams,
+    LoglikRequest,
+    LoglikResult,
+    ModelBackend,
+    ProgressFn,
+    Prompt,
+    chat,
+)
+from audit.models._resolve import BUILTIN_MODELS, ModelSource, resolve_model, weights_fingerprint
+
+if TYPE_CHECKING:
+    from audit.models._hf import HFBackend
+
+
+def load_model(
+    spec: str,
+    *,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    dtype: str = "auto",
+    device: str = "auto",
+    chat_template: bool = True,
+    batch_size: int = 16,
+) -> HFBackend:
+    """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it."""
+    source = resolve_model(spec, allow_download=allow_download)
+    from audit.models._hf import load_hf_backend
+
+    return load_hf_backend(
+        source,
+        allow_download=allow_download,
+        trust_remote_code=trust_remote_code,
+        dtype=dtype,
+        device=device,
+        chat_template=chat_template,
+        batch_size=batch_size,
+    )
+
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "ChatMessage",
+    "Generation",
+    "GenerationParams",
+    "LoglikRequest",
+    "LoglikResult",
+    "ModelBackend",
+    "ModelSource",
+    "ProgressFn",
+    "Prompt",
+    "chat",
+    "load_model",
+    "resolve_model",
+    "weights_fingerprint",
+]

@@ -1,0 +1,373 @@
+"""transformers backend: local checkpoints, GGUF files, the built-in alias, hub ids (opt-in).
+
+Log-likelihoods: requests are grouped by context; each batch runs every
+distinct context once (left-padded), copies its KV cache to the rows of its
+continuations, then scores all continuations in one more pass. Generation:
+length-sorted, left-padded batches through ``model.generate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from audit.errors import BadInput, RuntimeFailure
+from audit.models._protocol import (
+    ChatMessage,
+    Generation,
+    GenerationParams,
+    LoglikRequest,
+    LoglikResult,
+    Prompt,
+    ProgressFn,
+)
+from audit.models._resolve import ModelSource, weights_fingerprint
+from reports import ModelInfo
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: CUDA is not available on this machine")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise BadInput(f"--dtype {dtype}: expected one of auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+class HFBackend:
+    """A transformers causal LM behind the batched backend protocol."""
+
+    supports_loglikelihood = True
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        source: str = "",
+        use_chat_template: bool = True,
+        batch_size: int = 16,
+        max_batch_tokens: int = 16384,
+        fingerprint: str | None = None,
+        gguf_file: str | None = None,
+        notes: Sequence[str] = (),
+    ) -> None:
+        if batch_size < 1:
+            raise BadInput(f"--batch-size {batch_size}: must be at least 1")
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.model_id = model_id
+        self.source = source or model_id
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.use_chat_template = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+        self.device = next(model.parameters()).device
+        self.pad_id = self._pad_id()
+        self._fingerprint = fingerprint or self._parameter_fingerprint()
+        self._gguf_file = gguf_file
+        self._notes = list(notes)
+        # transformers 5.x renamed the KV-cache argument and output field to `cache`.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    # ---- identity -------------------------------------------------------------------------
+    def _pad_id(self) -> int:
+        for tid in (self.tok.pad_token_id, self.tok.eos_token_id, 0):
+            if tid is not None:
+                return int(tid)
+        return 0  # unreachable; keeps the type checker content
+
+    def _parameter_fingerprint(self) -> str:
+        # No weight files to hash (hub download, in-memory model): hash the parameters.
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            id=self.model_id,
+            backend="transformers",
+            source=self.source,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            device=str(self.device),
+            fingerprint_sha256=self._fingerprint,
+            chat_template=self.use_chat_template,
+            supports_loglikelihood=True,
+            gguf_file=self._gguf_file,
+            notes=self._notes,
+        )
+
+    # ---- prompts ------------------------------------------------------------------------
+    def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
+        """Prompt as the text the model sees."""
+        if isinstance(prompt, str):
+            return prompt
+        messages = [{"role": m.role, "content": m.content} for m in prompt]
+        if self.use_chat_template:
+            return str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt))
+        text = "".join(f"{m.role.capitalize()}: {m.content}\n" for m in prompt)
+        return text + ("Assistant:" if add_generation_prompt else "")
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        text = self.render(prompt)
+        # A rendered chat template already holds its special tokens.
+        special = isinstance(prompt, str) or not self.use_chat_template
+        ids = list(self.tok(text, add_special_tokens=special)["input_ids"])
+        if not ids:
+            # An empty context is conditioned on the sequence-start token, as lm-evaluation-harness does.
+            bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            if bos is None:
+                raise BadInput("an empty context needs a BOS or EOS token, and the tokenizer has neither")
+            ids = [int(bos)]
+        return ids
+
+    def _split(self, ctx_ids: list[int], context_text: str, continuation: str) -> list[int]:
+        """Continuation tokens. Encoding context+continuation together and cutting at the
+        context length matches lm-evaluation-harness; fall back to encoding the continuation
+        alone when merges cross the boundary (the context must stay a shared prefix)."""
+        whole = list(self.tok(context_text + continuation, add_special_tokens=False)["input_ids"])
+        plain_ctx = list(self.tok(context_text, add_special_tokens=False)["input_ids"])
+        if whole[: len(plain_ctx)] == plain_ctx and len(whole) > len(plain_ctx):
+            return whole[len(plain_ctx):]
+        return list(self.tok(continuation, add_special_tokens=False)["input_ids"])
+
+    # ---- log-likelihood -------------------------------------------------------------------
+    def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
+        if not requests:
+            return []
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
+        ctx_cache: dict[Prompt, tuple[tuple[int, ...], str]] = {}
+        for i, req in enumerate(requests):
+            if req.context not in ctx_cache:
+                ctx_cache[req.context] = (tuple(self.encode_prompt(req.context)), self.render(req.context))
+            ctx_ids, ctx_text = ctx_cache[req.context]
+            cont = self._split(list(ctx_ids), ctx_text, req.continuation)
+            if not cont:
+                raise BadInput(f"log-likelihood request {i}: continuation {req.continuation!r} encodes to no tokens")
+            groups[ctx_ids].append((i, cont))
+
+        results: list[LoglikResult | None] = [None] * len(requests)
+        for batch in self._pack(groups):
+            for idx, res in self._score_batch(batch):
+                results[idx] = res
+            if progress:
+                progress(sum(len(conts) for _, conts in batch))
+        return [r for r in results if r is not None]
+
+    def _pack(
+        self, groups: dict[tuple[int, ...], list[tuple[int, list[int]]]]
+    ) -> list[list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]]:
+        """Batches of (context, continuations): longest first (an OOM shows at once), rows and
+        tokens within budget; a context with more continuations than a batch is split."""
+        items: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]] = []
+        for ctx, conts in groups.items():
+            for start in range(0, len(conts), self.batch_size):
+                items.append((ctx, conts[start : start + self.batch_size]))
+        items.sort(key=lambda it: -(len(it[0]) + max(len(c) for _, c in it[1])))
+        batches: list[list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]] = []
+        current: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]] = []
+        rows = 0
+        width = 0
+        for ctx, conts in items:
+            w = max(width, len(ctx) + max(len(c) for _, c in conts))
+            if current and (rows + len(conts) > self.batch_size or (rows + len(conts)) * w > self.max_batch_tokens):
+                batches.append(current)
+                current, rows, w = [], 0, len(ctx) + max(len(c) for _, c in conts)
+            current.append((ctx, conts))
+            rows += len(conts)
+            width = w
+        if current:
+            batches.append(current)
+        return batches
+
+    @torch.inference_mode()
+    def _score_batch(
+        self, batch: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]
+    ) -> list[tuple[int, LoglikResult]]:
+        dev = self.device
+        prefixes = [list(ctx[:-1]) for ctx, _ in batch]
+        plen = max(len(p) for p in prefixes)
+        row_group: list[int] = []
+        row_inputs: list[list[int]] = []
+        row_targets: list[list[int]] = []
+        row_req: list[int] = []
+        for g, (ctx, conts) in enumerate(batch):
+            for req_idx, cont in conts:
+                row_group.append(g)
+                row_inputs.append([ctx[-1]] + cont[:-1])
+                row_targets.append(cont)
+                row_req.append(req_idx)
+        width = max(len(r) for r in row_inputs)
+        n_rows = len(row_inputs)
+        gidx = torch.tensor(row_group, device=dev)
+
+        cache = None
+        prefix_mask = torch.zeros((n_rows, 0), dtype=torch.long, device=dev)
+        prefix_len = torch.zeros(n_rows, dtype=torch.long, device=dev)
+        if plen > 0:
+            ids = torch.full((len(batch), plen), self.pad_id, dtype=torch.long, device=dev)
+            mask = torch.zeros((len(batch), plen), dtype=torch.long, device=dev)
+            for g, p in enumerate(prefixes):
+                if p:  # left padding: real tokens end at the right edge
+                    ids[g, plen - len(p):] = torch.tensor(p, device=dev)
+                    mask[g, plen - len(p):] = 1
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            cache = getattr(out, self._cache_arg)
+            if len(batch) != n_rows or row_group != list(range(n_rows)):
+                cache.batch_select_indices(gidx)  # one copy of its context's cache per continuation
+            prefix_mask = mask[gidx]
+            prefix_len = mask.sum(-1)[gidx]
+
+        ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long, device=dev)
+        row_mask = torch.zeros((n_rows, width), dtype=torch.long, device=dev)
+        for r, inp in enumerate(row_inputs):
+            ids[r, : len(inp)] = torch.tensor(inp, device=dev)  # right padding after the context
+            row_mask[r, : len(inp)] = 1
+        mask = torch.cat([prefix_mask, row_mask], dim=1)
+        pos = prefix_len[:, None] + torch.arange(width, device=dev)[None, :]
+        kv = {self._cache_arg: cache} if cache is not None else {}
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kv).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out_rows: list[tuple[int, LoglikResult]] = []
+        for r, tgt in enumerate(row_targets):
+            lp = logprobs[r, : len(tgt)]
+            t = torch.tensor(tgt, device=dev)
+            token_lp = lp.gather(-1, t[:, None]).squeeze(-1)
+            if not torch.isfinite(token_lp).all():
+                raise RuntimeFailure(f"non-finite log-probability for request {row_req[r]} (model {self.model_id})")
+            greedy = bool((lp.argmax(-1) == t).all())
+            out_rows.append((row_req[r], LoglikResult(logprob=float(token_lp.sum()), n_tokens=len(tgt), is_greedy=greedy)))
+        return out_rows
+
+    # ---- generation -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+    ) -> list[Generation]:
+        if not prompts:
+            return []
+        encoded = [self.encode_prompt(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        eos_ids = self._eos_ids()
+        for b, start in enumerate(range(0, len(order), self.batch_size)):
+            idxs = order[start : start + self.batch_size]
+            width = max(len(encoded[i]) for i in idxs)
+            ids = torch.full((len(idxs), width), self.pad_id, dtype=torch.long, device=self.device)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(idxs):
+                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i], device=self.device)
+                mask[r, width - len(encoded[i]):] = 1
+            kwargs: dict[str, Any] = dict(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=params.max_new_tokens,
+                pad_token_id=self.pad_id,
+                eos_token_id=eos_ids or None,
+            )
+            if params.greedy:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            else:
+                # Seeded per batch: identical runs give identical samples.
+                torch.manual_seed(params.seed * 1_000_003 + b)
+                kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
+            if params.stop:
+                kwargs.update(stop_strings=list(params.stop), tokenizer=self.tok)
+            out = self.model.generate(**kwargs)
+            for r, i in enumerate(idxs):
+                results[i] = self._finish(out[r, width:].tolist(), params, eos_ids)
+            if progress:
+                progress(len(idxs))
+        return [g for g in results if g is not None]
+
+    def _eos_ids(self) -> list[int]:
+        ids: list[int] = []
+        for source in (getattr(self.model.generation_config, "eos_token_id", None), self.tok.eos_token_id):
+            for tid in source if isinstance(source, list) else [source]:
+                if tid is not None and int(tid) not in ids:
+                    ids.append(int(tid))
+        return ids
+
+    def _finish(self, new_ids: list[int], params: GenerationParams, eos_ids: list[int]) -> Generation:
+        reason = "length"
+        for k, tid in enumerate(new_ids):
+            if tid in eos_ids:
+                new_ids, reason = new_ids[:k], "eos"
+                break
+        text = self.tok.decode(new_ids, skip_special_tokens=True)
+        cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        return Generation(text=text, n_tokens=len(new_ids), finish_reason=reason)  # type: ignore[arg-type]
+
+
+def load_hf_backend(
+    source: ModelSource,
+    *,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    dtype: str = "auto",
+    device: str = "auto",
+    chat_template: bool = True,
+    batch_size: int = 16,
+) -> HFBackend:
+    """Load a resolved model source with transformers, offline unless ``allow_download``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}
+    notes: list[str] = []
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+        notes.append(f"GGUF weights ({source.gguf_file}) dequantised by transformers to {str(torch_dtype).removeprefix('torch.')}")
+    try:
+        tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"--model {source.spec}: cannot load with transformers: {first}") from exc
+    model.to(dev)
+    fingerprint = weights_fingerprint(source)
+    if fingerprint is None:
+        notes.append("fingerprint is the sha256 of the loaded parameters (no local weight files)")
+    backend = HFBackend(
+        model,
+        tok,
+        model_id=source.display_id,
+        source=source.spec,
+        use_chat_template=chat_template,
+        batch_size=batch_size,
+        fingerprint=fingerprint,
+        gguf_file=source.gguf_file,
+        notes=notes,
+    )
+    if chat_template and not backend.use_chat_template:
+        log.info("tokenizer has no chat template; conversations use a plain 'Role: text' layout")
+    return backend
+
+
+__all__ = ["ChatMessage", "HFBackend", "load_hf_backend", "pick_device", "pick_dtype"]

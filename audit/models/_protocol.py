@@ -1,0 +1,77 @@
+"""The model backend contract: batched generation, log-likelihoods, and identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol, Union, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reports import ModelInfo
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+# A prompt is raw text (sent as is) or a conversation (rendered with the model's
+# chat template; a backend without one uses a plain "role: content" layout).
+Prompt = Union[str, tuple[ChatMessage, ...]]
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_new_tokens: int = Field(default=64, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)  # 0 = greedy
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class Generation(BaseModel):
+    text: str
+    n_tokens: int
+    finish_reason: Literal["stop", "length", "eos"]
+
+
+class LoglikRequest(BaseModel):
+    """Score ``continuation`` given ``context``. Requests with equal context share one context pass."""
+
+    model_config = ConfigDict(frozen=True)
+    context: Prompt
+    continuation: str
+
+
+class LoglikResult(BaseModel):
+    logprob: float  # sum of the continuation tokens' log-probabilities (natural log)
+    n_tokens: int
+    is_greedy: bool  # every continuation token was the argmax
+
+
+ProgressFn = Callable[[int], None]  # called with the number of items just finished
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    supports_loglikelihood: bool
+
+    def generate(
+        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+    ) -> list[Generation]: ...
+
+    def loglikelihood(
+        self, requests: list[LoglikRequest], progress: ProgressFn | None = None
+    ) -> list[LoglikResult]: ...
+
+    def info(self) -> ModelInfo: ...
+
+
+def chat(*turns: tuple[str, str]) -> tuple[ChatMessage, ...]:
+    """Build a conversation prompt: ``chat(("user", "Hi"))``."""
+    return tuple(ChatMessage(role=role, content=content) for role, content in turns)  # type: ignore[arg-type]
