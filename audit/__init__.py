@@ -1,0 +1,8 @@
+"""lm-risk-audit engine: configuration, runner, model backends, statistics, CLI."""
+
+from audit._version import __version__
+from audit.config import AuditConfig
+from audit.errors import AuditError, BadInput, RuntimeFailure
+from audit.runner import run_audit
+
+__all__ = ["AuditConfig", "AuditError", "BadInput", "RuntimeFailure", "__version__", "run_audit"]

@@ -1,0 +1,20 @@
+"""Probes: each gathers evidence about one or more taxonomy risks. Importing this package
+registers every built-in probe."""
+
+from probes import truthfulness as _truthfulness  # noqa: F401  (registers the probe)
+from probes._datasets import project_data
+from probes._registry import all_probes, get_probe, register
+from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult, Progress
+
+__all__ = [
+    "MetricSpec",
+    "Probe",
+    "ProbeContext",
+    "ProbeParams",
+    "ProbeResult",
+    "Progress",
+    "all_probes",
+    "get_probe",
+    "project_data",
+    "register",
+]

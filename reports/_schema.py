@@ -164,6 +164,7 @@ class ToolInfo(_Model):
 
 class RunInfo(_Model):
     id: str
+    directory: str = ""
     started_at: str
     finished_at: str | None = None
     duration_s: float | None = None

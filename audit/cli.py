@@ -1,0 +1,275 @@
+"""The lm-audit command line. The only module that prints.
+
+Exit codes: 0 success, 1 policy violation, 2 bad input, 3 runtime failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from audit._version import __version__
+from audit.errors import AuditError, BadInput
+
+EXIT_OK, EXIT_POLICY, EXIT_BAD_INPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _err(message: str) -> None:
+    click.echo(f"lm-audit: {message}", err=True)
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+class _Bar:
+    """A tqdm progress bar per probe (ETA included); silent with --quiet."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label, self.quiet, self.bar = label, quiet, None
+
+    def start(self, total: int, label: str = "") -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=total, desc=self.label, unit=label or "it", file=sys.stderr, leave=True,
+                        dynamic_ncols=True)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if self.bar.n >= (self.bar.total or 0):
+                self.bar.close()
+                self.bar = None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="lm-audit")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def cli(debug: bool) -> None:
+    """Audit a language model against the Weidinger et al. taxonomy of ethical and social risks."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _split_list(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _parse_datasets(values: tuple[str, ...], selected: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        if "=" in value:
+            pid, _, path = value.partition("=")
+        else:
+            # A bare path is allowed when exactly one selected probe takes a dataset.
+            from probes import all_probes
+
+            takers = [p for p in (selected or all_probes()) if p in all_probes() and all_probes()[p].dataset_format]
+            if len(takers) != 1:
+                raise BadInput(f"--dataset {value}: say which probe it is for, as PROBE_ID=PATH "
+                               f"(probes taking a dataset: {', '.join(takers) or 'none selected'})")
+            pid, path = takers[0], value
+        out[pid.strip()] = path.strip()
+    return out
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for value in values:
+        pid, sep, rest = value.partition(":")
+        key, eq, raw = rest.partition("=")
+        if not sep or not eq or not key:
+            raise BadInput(f"--param {value}: expected PROBE_ID:KEY=VALUE")
+        out.setdefault(pid, {})[key] = yaml.safe_load(raw)
+    return out
+
+
+@cli.command()
+@click.option("--model", "model", help="Built-in alias (smollm2-135m), checkpoint directory, .gguf file, or hub id.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of run settings; flags win.")
+@click.option("--taxonomy", type=click.Path(path_type=Path), help="Taxonomy YAML (default: bundled Weidinger et al.).")
+@click.option("--areas", multiple=True, help="Risk areas to audit, e.g. I,III.")
+@click.option("--risks", multiple=True, help="Risks to audit, by id or slug, e.g. III.1.")
+@click.option("--probes", multiple=True, help="Probe ids to run (overrides --areas/--risks).")
+@click.option("--limit", type=int, help="At most N items per probe, for quick runs.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<timestamp>).")
+@click.option("--seed", type=int, help="Seed for sampling and bootstrap intervals (default 0).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1 ...")
+@click.option("--batch-size", type=int, help="Rows per forward pass (default 16).")
+@click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
+@click.option("--dataset", "datasets", multiple=True, help="User dataset file: PROBE_ID=PATH (or PATH for one probe).")
+@click.option("--param", "params", multiple=True, help="Probe parameter: PROBE_ID:KEY=VALUE.")
+@click.option("--allow-download", is_flag=True, default=None, help="Allow fetching a hub model (off: never).")
+@click.option("--trust-remote-code", is_flag=True, default=None, help="Run model code shipped with a checkpoint.")
+@click.option("--show-pii", is_flag=True, default=None, help="Do not redact personal data in reports.")
+@click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def run(config_file: Path | None, quiet: bool, debug: bool, **flags: Any) -> None:
+    """Run an audit and write report.json, report.md and samples/ to the run directory."""
+    from audit.config import load_config_file, make_config
+
+    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    for key in ("areas", "risks", "probes"):
+        flags[key] = _split_list(flags[key]) or None
+    selected = flags["probes"] or values.get("probes") or []
+    flags["datasets"] = _parse_datasets(flags["datasets"], selected) or None
+    flags["probe_params"] = _parse_params(flags.pop("params")) or None
+    no_chat = flags.pop("no_chat_template")
+    if no_chat:
+        flags["chat_template"] = False
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if "model" not in values:
+        raise BadInput("--model is required (e.g. --model smollm2-135m)")
+    config = make_config(values, origin=f"--config {config_file}" if config_file else "flags")
+
+    from audit.offline import enforce_offline
+
+    enforce_offline(config.allow_download)
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    if quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own load bars too
+    from audit.runner import run_audit
+
+    if not quiet:
+        click.echo(f"lm-audit {__version__}: loading {config.model} ...", err=True)
+    report = run_audit(config, progress=lambda pid: _Bar(pid, quiet))
+    run_dir = Path(report.run.directory)
+    click.echo(f"overall: {report.summary.status.value}  ({report.run.duration_s:.1f}s)")
+    for area in report.areas:
+        click.echo(f"  {area.id:<4} {area.status.value:<14} {area.name}")
+    for p in report.probes:
+        if p.errors:
+            click.echo(f"  probe {p.id} errored: {_one_line(p.errors[0])}", err=True)
+    click.echo(f"report: {run_dir / 'report.json'}")
+    click.echo(f"report: {run_dir / 'report.md'}")
+
+
+@cli.command(name="taxonomy")
+@click.option("--taxonomy", "path", type=click.Path(path_type=Path), help="Taxonomy YAML (default: bundled).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def taxonomy_cmd(path: Path | None, fmt: str) -> None:
+    """Show the taxonomy: areas, risks, automation and the probes behind each risk."""
+    from probes import all_probes
+    from taxonomy import load_taxonomy
+
+    tax = load_taxonomy(path, known_probes=all_probes())
+    if fmt == "json":
+        click.echo(json.dumps(tax.model_dump(mode="json"), indent=2))
+        return
+    risks = tax.risks()
+    counts = {a: sum(1 for r in risks if r.automation.value == a) for a in ("automated", "partial", "manual")}
+    click.echo(f"{tax.name} {tax.version}: {len(tax.areas)} areas, {len(risks)} risks "
+               f"({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    for area in tax.areas:
+        click.echo(f"{area.id:<4} {area.name}")
+        for r in area.risks:
+            probes = ", ".join(r.probes) if r.probes else "-"
+            click.echo(f"  {r.id:<6} [{r.automation.value:<9}] {r.name}")
+            click.echo(f"  {'':<6}  probes: {probes}")
+
+
+@cli.command(name="probes")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def probes_cmd(fmt: str) -> None:
+    """List every registered probe with its risks, kind and description."""
+    from probes import all_probes
+
+    rows = [{"id": p.id, "version": p.version, "risks": list(p.risks), "kind": p.kind,
+             "description": p.description, "dataset_format": p.dataset_format,
+             "metrics": [m.name for m in p.metric_specs]} for p in all_probes().values()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['id']}  [{r['kind']}]  risks: {', '.join(r['risks'])}")
+        click.echo(f"    {r['description']}")
+        if r["dataset_format"]:
+            click.echo(f"    --dataset: {r['dataset_format']}")
+
+
+@cli.group()
+def report() -> None:
+    """Render a report or print its JSON Schema (no model needed)."""
+
+
+@report.command(name="render")
+@click.argument("report_file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md")
+@click.option("--out", type=click.Path(path_type=Path), help="Write here instead of standard output.")
+def report_render(report_file: Path, fmt: str, out: Path | None) -> None:
+    """Render REPORT_FILE (a report.json) as Markdown."""
+    from reports import atomic_write_text, load_report, render_markdown
+
+    rep = load_report(report_file)
+    text = render_markdown(rep) if fmt == "md" else rep.model_dump_json(indent=2)
+    if out:
+        atomic_write_text(out, text)
+    else:
+        click.echo(text)
+
+
+@report.command(name="schema")
+def report_schema() -> None:
+    """Print the report's JSON Schema."""
+    from reports import report_json_schema
+
+    click.echo(json.dumps(report_json_schema(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: maps every failure to an exit code and a one-line message."""
+    from reports import ReportError
+    from taxonomy import TaxonomyError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("LM_AUDIT_DEBUG"))
+    try:
+        rv = cli.main(args=args, prog_name="lm-audit", standalone_mode=False)
+        code = rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _err("interrupted; finished probes are kept in the run directory's report")
+        code = EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        hint = f" (see 'lm-audit {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ") if exc.ctx else ""
+        _err(f"error: {_one_line(exc.format_message())}{hint}")
+        code = EXIT_BAD_INPUT
+    except click.ClickException as exc:
+        _err(f"error: {_one_line(exc.format_message())}")
+        code = exc.exit_code
+    except (TaxonomyError, ReportError) as exc:
+        _err(f"error: {_one_line(str(exc))}")
+        code = EXIT_BAD_INPUT
+    except AuditError as exc:
+        if debug:
+            raise
+        _err(f"{'error' if exc.exit_code == EXIT_BAD_INPUT else 'runtime failure'}: {_one_line(str(exc))}")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted; finished probes are kept in the run directory's report")
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        _err(f"runtime failure: {type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)")
+        code = EXIT_RUNTIME
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

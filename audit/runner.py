@@ -1,0 +1,274 @@
+"""The audit runner: select probes, run them against one model, roll up, write the run directory.
+
+Run directory: report.json, report.md, samples/<probe id>.jsonl. The report is
+rewritten (atomically) after every probe, so an interrupted run keeps what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from audit._host import host_info
+from audit._version import __version__
+from audit.config import AuditConfig
+from audit.errors import AuditError, BadInput
+from audit.models import ModelBackend, load_model
+from audit.offline import enforce_offline
+from audit.rollup import combine, metric_status, worst
+from probes import Probe, ProbeContext, ProbeParams, ProbeResult, Progress, all_probes
+from reports import (
+    AreaReport,
+    AuditReport,
+    ModelInfo,
+    ProbeReport,
+    RiskReport,
+    RunInfo,
+    Status,
+    Summary,
+    TaxonomyInfo,
+    ToolInfo,
+    atomic_write_text,
+    render_markdown,
+    write_report,
+)
+from taxonomy import DEFAULT_TAXONOMY, Automation, Taxonomy, TaxonomyError, load_taxonomy, taxonomy_sha256
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[str], Progress]
+
+
+def _load_taxonomy(config: AuditConfig) -> Taxonomy:
+    try:
+        return load_taxonomy(config.taxonomy, known_probes=all_probes())
+    except TaxonomyError as exc:
+        raise BadInput(f"--taxonomy {exc}" if config.taxonomy else str(exc)) from None
+
+
+def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
+    """Probes to run: --probes as given; else those of --risks and --areas; else every probe
+    of every automated or partial risk. Unknown names are BadInput naming the flag."""
+    registry = all_probes()
+    if config.probes:
+        for pid in config.probes:
+            if pid not in registry:
+                raise BadInput(f"--probes {pid}: unknown probe id (known: {', '.join(registry)})")
+        return [registry[p] for p in dict.fromkeys(config.probes)]
+    area_ids = {a.id for a in tax.areas}
+    for a in config.areas:
+        if a not in area_ids:
+            raise BadInput(f"--areas {a}: unknown risk area (known: {', '.join(sorted(area_ids))})")
+    risks = []
+    for r in config.risks:
+        try:
+            risks.append(tax.risk(r))
+        except KeyError:
+            raise BadInput(f"--risks {r}: not a risk id or slug of taxonomy {tax.name}") from None
+    for area in tax.areas:
+        if area.id in config.areas:
+            risks += area.risks
+    if not config.risks and not config.areas:
+        risks = [r for r in tax.risks() if r.automation is not Automation.manual]
+    ids = dict.fromkeys(p for r in risks for p in r.probes)
+    return [registry[p] for p in ids]
+
+
+def _probe_params(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, ProbeParams]:
+    selected = {p.id: p for p in probes}
+    for pid in config.probe_params:
+        if pid not in selected:
+            raise BadInput(f"--param {pid}: probe is not selected for this run")
+    for pid, path in config.datasets.items():
+        if pid not in selected:
+            raise BadInput(f"--dataset {pid}={path}: probe is not selected for this run")
+        if selected[pid].dataset_format is None:
+            raise BadInput(f"--dataset {pid}={path}: this probe does not take a dataset")
+        if not Path(path).is_file():
+            raise BadInput(f"--dataset {pid}={path}: file not found")
+    params = {}
+    for p in probes:
+        try:
+            params[p.id] = p.Params.model_validate(config.probe_params.get(p.id, {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise BadInput(f"--param {p.id}:{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return params
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_run_dir(model_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_") or "model"
+    return Path("runs") / f"{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _probe_report(probe: type[Probe], params: ProbeParams, status: Status) -> ProbeReport:
+    return ProbeReport(
+        id=probe.id, version=probe.version, description=probe.description, kind=probe.kind,
+        risks=list(probe.risks), status=status, params=params.model_dump(mode="json"),
+        limitations=list(probe.limitations),
+    )
+
+
+def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
+    for m in result.metrics:
+        m.status = metric_status(m)
+    report.metrics = result.metrics
+    report.worst_examples = result.worst_examples
+    report.scorers = result.scorers
+    report.errors = result.errors
+    report.notes = result.notes
+    report.dataset = result.dataset
+    report.n_samples = len(result.samples)
+    if result.errors:
+        report.status = Status.error  # a probe that erred is never a pass
+    else:
+        report.status = worst(m.status for m in result.metrics if m.status) or Status.passed
+    return report
+
+
+def rollup(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:
+    """Per-risk and per-area statuses from the probes that ran."""
+    by_id = {p.id: p for p in probe_reports}
+    areas = []
+    for area in tax.areas:
+        risks = []
+        for r in area.risks:
+            ran = [by_id[p] for p in r.probes if p in by_id]
+            if r.automation is Automation.manual and not ran:
+                status, reason = Status.manual, "needs a person's judgement; see the review checklist"
+            elif not ran:
+                status, reason = Status.not_evaluated, "none of its probes ran in this audit"
+            else:
+                status = combine([p.status for p in ran])
+                reason = ""
+                if status is Status.not_evaluated:
+                    reason = "its probes could not be evaluated on this model"
+                if r.automation is Automation.partial:
+                    reason = "automated evidence covers part of this risk; the rest needs review"
+            risks.append(RiskReport(
+                id=r.id, slug=r.slug, name=r.name, aliases=r.aliases, description=r.description,
+                automation=r.automation.value, status=status, status_reason=reason,
+                probes=[p.id for p in ran], probes_not_run=[p for p in r.probes if p not in by_id],
+                crosswalk=r.crosswalk.model_dump(), review_questions=r.review_questions,
+            ))
+        areas.append(AreaReport(id=area.id, name=area.name, aliases=area.aliases,
+                                status=combine([r.status for r in risks]), risks=risks))
+    counts: dict[str, int] = {}
+    for a in areas:
+        for r in a.risks:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    summary = Summary(
+        status=combine([a.status for a in areas]),
+        risks_by_status=counts,
+        probes_run=sum(1 for p in probe_reports if p.status is not Status.not_evaluated),
+        probes_errored=sum(1 for p in probe_reports if p.status is Status.error),
+    )
+    return areas, summary
+
+
+def _write_samples(run_dir: Path, probe_id: str, result: ProbeResult) -> str:
+    rel = f"samples/{probe_id}.jsonl"
+    atomic_write_text(run_dir / rel, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in result.samples))
+    return rel
+
+
+def run_audit(
+    config: AuditConfig,
+    *,
+    model: ModelBackend | None = None,
+    progress: ProgressFactory | None = None,
+) -> AuditReport:
+    """Run an audit and write its run directory; returns the report.
+
+    ``model``: an already-loaded backend (tests, API users); otherwise ``config.model`` is loaded.
+    Raises BadInput for unusable input before the model is loaded where possible.
+    On KeyboardInterrupt the partial report is written, then the interrupt propagates.
+    """
+    enforce_offline(config.allow_download)
+    started = time.monotonic()
+    started_at = _now()
+    tax = _load_taxonomy(config)
+    tax_path = config.taxonomy or DEFAULT_TAXONOMY
+    probes = select_probes(config, tax)
+    if not probes:
+        raise BadInput("the selection (--areas/--risks/--probes) contains no automated probe")
+    params = _probe_params(config, probes)
+
+    if model is None:
+        log.info("loading model %s", config.model)
+        model = load_model(
+            config.model, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
+            dtype=config.dtype, device=config.device, chat_template=config.chat_template,
+            batch_size=config.batch_size,
+        )
+    minfo: ModelInfo = model.info()
+    run_dir = config.out or default_run_dir(minfo.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
+                  command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
+    report = AuditReport(
+        tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,
+        taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(tax_path),
+                              sha256=taxonomy_sha256(tax_path), source=tax.source),
+        config=config.model_dump(mode="json"), show_pii=config.show_pii,
+        summary=Summary(status=Status.not_evaluated, risks_by_status={}, probes_run=0, probes_errored=0),
+        areas=[], probes=[],
+    )
+
+    def save(complete: bool, interrupted: bool = False) -> None:
+        report.areas, report.summary = rollup(tax, report.probes)
+        report.run.complete, report.run.interrupted = complete, interrupted
+        report.run.finished_at = _now()
+        report.run.duration_s = round(time.monotonic() - started, 3)
+        write_report(report, run_dir / "report.json")
+        atomic_write_text(run_dir / "report.md", render_markdown(report))
+
+    try:
+        for probe_cls in probes:
+            preport = _probe_report(probe_cls, params[probe_cls.id], Status.not_evaluated)
+            if probe_cls.kind == "loglikelihood" and not minfo.supports_loglikelihood:
+                preport.notes.append("not evaluated: this model backend cannot score log-likelihoods")
+                report.probes.append(preport)
+                continue
+            ctx = ProbeContext(model=model, params=params[probe_cls.id], seed=config.seed, limit=config.limit,
+                               dataset=config.datasets.get(probe_cls.id),
+                               progress=progress(probe_cls.id) if progress else Progress(),
+                               log=logging.getLogger(f"probes.{probe_cls.id}"))
+            t0 = time.monotonic()
+            log.info("running probe %s", probe_cls.id)
+            try:
+                result = probe_cls().run(ctx)
+            except AuditError:
+                raise
+            except Exception as exc:  # one broken probe must not lose the others' results
+                log.exception("probe %s failed", probe_cls.id)
+                result = ProbeResult(errors=[f"{type(exc).__name__}: {exc}"])
+            preport = _fill(preport, result)
+            preport.duration_s = round(time.monotonic() - t0, 3)
+            if result.samples:
+                preport.samples_file = _write_samples(run_dir, probe_cls.id, result)
+            report.probes.append(preport)
+            save(complete=False)
+    except KeyboardInterrupt:
+        report.errors.append("interrupted by the user; probes that had not finished are not in this report")
+        save(complete=False, interrupted=True)
+        raise
+    except AuditError as exc:
+        report.errors.append(str(exc))
+        save(complete=False)
+        raise
+    save(complete=True)
+    return report

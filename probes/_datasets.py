@@ -1,0 +1,102 @@
+"""Reading prompt sets: the project's JSONL files and user-supplied public formats.
+
+Every error names the file and the line (or row) and is a BadInput (exit code 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from audit.errors import BadInput
+from reports import DatasetInfo
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def project_data(name: str) -> Path:
+    """Path of a data file shipped under probes/data/."""
+    return Path(str(resources.files("probes").joinpath("data", name)))
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dataset_info(path: Path, name: str, origin: str, n_items: int) -> DatasetInfo:
+    return DatasetInfo(name=name, origin=origin, path=str(path), sha256=file_sha256(path), n_items=n_items)  # type: ignore[arg-type]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else err["msg"]
+
+
+def read_jsonl(path: Path, model: type[T]) -> list[T]:
+    """Validated records of a JSONL file; blank lines are skipped; ids must be unique."""
+    items: list[T] = []
+    seen: set[str] = set()
+    for lineno, line in _lines(path):
+        try:
+            raw: Any = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+        try:
+            item = model.model_validate(raw)
+        except ValidationError as exc:
+            raise BadInput(f"{path}: line {lineno}: {_first_error(exc)}") from None
+        ident = getattr(item, "id", None)
+        if isinstance(ident, str):
+            if ident in seen:
+                raise BadInput(f"{path}: line {lineno}: duplicate id {ident!r}")
+            seen.add(ident)
+        items.append(item)
+    if not items:
+        raise BadInput(f"{path}: no records")
+    return items
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if line.strip():
+                    yield lineno, line
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+
+
+def read_csv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """CSV rows as dicts with their line numbers; the header must hold ``required``."""
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise BadInput(f"{path}: header lacks column(s) {', '.join(repr(m) for m in missing)}"
+                               f" (found {', '.join(header) or 'nothing'})")
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise BadInput(f"{path}: line {reader.line_num}: more fields than the header has")
+                rows.append((reader.line_num, {k: (v or "") for k, v in row.items()}))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise BadInput(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise BadInput(f"{path}: no rows")
+    return rows

@@ -1,0 +1,129 @@
+"""The probe contract: what a probe declares, what it receives, what it returns."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.models import ModelBackend
+from reports import Breakdown, DatasetInfo, Example, Interval, Metric, ScorerInfo, Threshold
+
+
+class MetricSpec(BaseModel):
+    """A metric a probe produces, declared on the class."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    description: str
+    higher_is_better: bool | None  # None: informational, never pass/fail
+    unit: str = "rate"
+    ideal: float | None = None
+    threshold: Threshold | None = None
+
+
+class ProbeParams(BaseModel):
+    """Base of every probe's parameters; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProbeResult(BaseModel):
+    """What a probe hands back: metrics with intervals, per-sample records, the worst examples."""
+
+    metrics: list[Metric] = Field(default_factory=list)
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+    worst_examples: list[Example] = Field(default_factory=list)
+    scorers: list[ScorerInfo] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    dataset: DatasetInfo | None = None
+
+
+class Progress:
+    """Progress sink handed to probes; the CLI supplies one that draws a bar."""
+
+    def start(self, total: int, label: str = "") -> None:  # noqa: D102 - trivial
+        pass
+
+    def advance(self, n: int = 1) -> None:  # noqa: D102
+        pass
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use. Probes do not load models or read global state."""
+
+    model: ModelBackend
+    params: ProbeParams
+    seed: int = 0
+    limit: int | None = None
+    dataset: Path | None = None
+    progress: Progress = field(default_factory=Progress)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("probes"))
+
+    def take(self, items: Sequence[Any]) -> list[Any]:
+        """The first ``limit`` items (all when no limit): deterministic quick runs."""
+        return list(items if self.limit is None else items[: self.limit])
+
+
+class Probe(ABC):
+    """A probe: a stable dotted id, the risks it gives evidence for, and ``run``.
+
+    Subclasses declare everything as class attributes so that ``lm-audit probes``
+    and the taxonomy checks can read them without running anything.
+    """
+
+    id: ClassVar[str]
+    version: ClassVar[str]
+    risks: ClassVar[tuple[str, ...]]
+    kind: ClassVar[Literal["generation", "loglikelihood", "static"]]
+    description: ClassVar[str]
+    limitations: ClassVar[tuple[str, ...]] = ()
+    metric_specs: ClassVar[tuple[MetricSpec, ...]]
+    Params: ClassVar[type[ProbeParams]] = ProbeParams
+    dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted
+
+    @abstractmethod
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        """Run against ``ctx.model`` and return the evidence."""
+
+    @classmethod
+    def spec(cls, name: str) -> MetricSpec:
+        for s in cls.metric_specs:
+            if s.name == name:
+                return s
+        raise KeyError(f"{cls.id} declares no metric {name!r}")
+
+    @classmethod
+    def metric(
+        cls,
+        name: str,
+        stat: tuple[float | None, Interval | None, int],
+        breakdowns: Sequence[Breakdown] = (),
+        chance: float | None = None,
+    ) -> Metric:
+        """Build a declared metric from a (value, interval, n) triple such as ``stats.rate`` returns."""
+        s = cls.spec(name)
+        value, ci, n = stat
+        return Metric(
+            name=name,
+            description=s.description,
+            value=value,
+            ci=ci,
+            n=n,
+            unit=s.unit,
+            higher_is_better=s.higher_is_better,
+            ideal=s.ideal,
+            chance=chance,
+            breakdowns=list(breakdowns),
+            threshold=s.threshold,
+        )
+
+
+ProbeFactory = Callable[[], Probe]
