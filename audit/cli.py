@@ -144,9 +144,11 @@ def run(config_file: Path | None, quiet: bool, debug: bool, **flags: Any) -> Non
         os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own load bars too
     from audit.runner import run_audit
 
-    if not quiet:
-        click.echo(f"lm-audit {__version__}: loading {config.model} ...", err=True)
-    report = run_audit(config, progress=lambda pid: _Bar(pid, quiet))
+    def notify(message: str) -> None:
+        if not quiet:
+            click.echo(f"lm-audit: {message}", err=True)
+
+    report = run_audit(config, progress=lambda pid: _Bar(pid, quiet), notify=notify)
     run_dir = Path(report.run.directory)
     click.echo(f"overall: {report.summary.status.value}  ({report.run.duration_s:.1f}s)")
     for area in report.areas:

@@ -22,7 +22,7 @@ from audit._host import host_info
 from audit._version import __version__
 from audit.config import AuditConfig
 from audit.errors import AuditError, BadInput
-from audit.models import ModelBackend, load_model
+from audit.models import ModelBackend, load_model, resolve_model
 from audit.offline import enforce_offline
 from audit.rollup import combine, metric_status, worst
 from probes import Probe, ProbeContext, ProbeParams, ProbeResult, Progress, all_probes
@@ -190,10 +190,12 @@ def run_audit(
     *,
     model: ModelBackend | None = None,
     progress: ProgressFactory | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Run an audit and write its run directory; returns the report.
 
     ``model``: an already-loaded backend (tests, API users); otherwise ``config.model`` is loaded.
+    ``notify``: receives one-line status messages (the CLI prints them).
     Raises BadInput for unusable input before the model is loaded where possible.
     On KeyboardInterrupt the partial report is written, then the interrupt propagates.
     """
@@ -207,10 +209,12 @@ def run_audit(
         raise BadInput("the selection (--areas/--risks/--probes) contains no automated probe")
     params = _probe_params(config, probes)
 
+    say = notify or (lambda msg: log.info("%s", msg))
     if model is None:
-        log.info("loading model %s", config.model)
+        source = resolve_model(config.model, allow_download=config.allow_download)  # bad input fails here, fast
+        say(f"loading model {config.model}")
         model = load_model(
-            config.model, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
+            source, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
             dtype=config.dtype, device=config.device, chat_template=config.chat_template,
             batch_size=config.batch_size,
         )
@@ -248,7 +252,7 @@ def run_audit(
                                progress=progress(probe_cls.id) if progress else Progress(),
                                log=logging.getLogger(f"probes.{probe_cls.id}"))
             t0 = time.monotonic()
-            log.info("running probe %s", probe_cls.id)
+            say(f"running {probe_cls.id}")
             try:
                 result = probe_cls().run(ctx)
             except AuditError:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def load_model(
-    spec: str,
+    spec: str | ModelSource,
     *,
     allow_download: bool = False,
     trust_remote_code: bool = False,
@@ -33,7 +33,7 @@ def load_model(
     batch_size: int = 16,
 ) -> HFBackend:
     """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it."""
-    source = resolve_model(spec, allow_download=allow_download)
+    source = spec if isinstance(spec, ModelSource) else resolve_model(spec, allow_download=allow_download)
     from audit.models._hf import load_hf_backend
 
     return load_hf_backend(

