@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 MODEL  ?= smollm2-135m
-OUT    ?= runs/$(MODEL)-$(shell date +%Y%m%d-%H%M%S)
+OUT    ?=
 AUDIT_ARGS ?=
 
 .PHONY: audit test install install-dev clean
@@ -34,7 +34,7 @@ install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
 audit: $(VENV)/.base
-	$(VENV)/bin/lm-audit run --model $(MODEL) --out $(OUT) $(AUDIT_ARGS)
+	$(VENV)/bin/lm-audit run --model $(MODEL) $(if $(OUT),--out $(OUT)) $(AUDIT_ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
