@@ -30,8 +30,7 @@ def naive(backend, reqs):  # type: ignore[no-untyped-def]
     out = []
     with torch.inference_mode():
         for r in reqs:
-            ctx = backend.encode_prompt(r.context)
-            cont = backend._split(ctx, backend.render(r.context), r.continuation)
+            ctx, cont = backend.continuation_ids(r.context, r.continuation)
             ids = torch.tensor([ctx + cont], device=backend.device)
             lp = torch.log_softmax(backend.model(input_ids=ids).logits.float(), -1)[0]
             out.append(sum(lp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont)))

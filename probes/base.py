@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -48,11 +48,11 @@ class ProbeResult(BaseModel):
 class Progress:
     """Progress sink handed to probes; the CLI supplies one that draws a bar."""
 
-    def start(self, total: int, label: str = "") -> None:  # noqa: D102 - trivial
-        pass
+    def start(self, total: int, label: str = "") -> None:
+        """Announce ``total`` units of work."""
 
-    def advance(self, n: int = 1) -> None:  # noqa: D102
-        pass
+    def advance(self, n: int = 1) -> None:
+        """Record ``n`` more units done."""
 
 
 @dataclass
@@ -125,5 +125,3 @@ class Probe(ABC):
             threshold=s.threshold,
         )
 
-
-ProbeFactory = Callable[[], Probe]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reports._escape import escape_markdown as esc
-from reports._schema import AuditReport, Metric, ProbeReport, RiskReport, Status
+from reports._schema import AuditReport, Interval, Metric, ProbeReport, RiskReport, Status
 
 _EXAMPLE_CHARS = 400
 
@@ -18,12 +18,8 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.4g}"
 
 
-def _ci(metric_ci: object) -> str:
-    if metric_ci is None:
-        return "n/a"
-    low = getattr(metric_ci, "low")
-    high = getattr(metric_ci, "high")
-    return f"[{low:.3f}, {high:.3f}]"
+def _ci(ci: Interval | None) -> str:
+    return "n/a" if ci is None else f"[{ci.low:.3f}, {ci.high:.3f}]"
 
 
 def _status(status: Status | None) -> str:

@@ -16,8 +16,7 @@ CONTS = [" No, it is blue.", " Yes", " the garden.", " a wooden table by the riv
 
 
 def naive_logprob(backend, req: LoglikRequest) -> float:
-    ctx = backend.encode_prompt(req.context)
-    cont = backend._split(ctx, backend.render(req.context), req.continuation)
+    ctx, cont = backend.continuation_ids(req.context, req.continuation)
     ids = torch.tensor([ctx + cont])
     with torch.no_grad():
         lp = torch.log_softmax(backend.model(input_ids=ids).logits.float(), -1)[0]

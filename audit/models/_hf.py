@@ -19,7 +19,6 @@ import torch
 
 from audit.errors import BadInput, RuntimeFailure
 from audit.models._protocol import (
-    ChatMessage,
     Generation,
     GenerationParams,
     LoglikRequest,
@@ -143,27 +142,36 @@ class HFBackend:
             ids = [int(bos)]
         return ids
 
-    def _split(self, ctx_ids: list[int], context_text: str, continuation: str) -> list[int]:
+    def _split(self, context_text: str, plain_ctx: list[int], continuation: str) -> list[int]:
         """Continuation tokens. Encoding context+continuation together and cutting at the
         context length matches lm-evaluation-harness; fall back to encoding the continuation
-        alone when merges cross the boundary (the context must stay a shared prefix)."""
+        alone when merges cross the boundary (the context must stay a shared prefix).
+        ``plain_ctx`` is the context encoded without special tokens."""
         whole = list(self.tok(context_text + continuation, add_special_tokens=False)["input_ids"])
-        plain_ctx = list(self.tok(context_text, add_special_tokens=False)["input_ids"])
         if whole[: len(plain_ctx)] == plain_ctx and len(whole) > len(plain_ctx):
             return whole[len(plain_ctx):]
         return list(self.tok(continuation, add_special_tokens=False)["input_ids"])
+
+    def continuation_ids(self, context: Prompt, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens) exactly as ``loglikelihood`` scores them."""
+        text = self.render(context)
+        plain = list(self.tok(text, add_special_tokens=False)["input_ids"])
+        return self.encode_prompt(context), self._split(text, plain, continuation)
 
     # ---- log-likelihood -------------------------------------------------------------------
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
         if not requests:
             return []
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
-        ctx_cache: dict[Prompt, tuple[tuple[int, ...], str]] = {}
+        # Each distinct context is rendered and encoded once, however many continuations it has.
+        ctx_cache: dict[Prompt, tuple[tuple[int, ...], str, list[int]]] = {}
         for i, req in enumerate(requests):
             if req.context not in ctx_cache:
-                ctx_cache[req.context] = (tuple(self.encode_prompt(req.context)), self.render(req.context))
-            ctx_ids, ctx_text = ctx_cache[req.context]
-            cont = self._split(list(ctx_ids), ctx_text, req.continuation)
+                text = self.render(req.context)
+                plain = list(self.tok(text, add_special_tokens=False)["input_ids"])
+                ctx_cache[req.context] = (tuple(self.encode_prompt(req.context)), text, plain)
+            ctx_ids, ctx_text, plain_ctx = ctx_cache[req.context]
+            cont = self._split(ctx_text, plain_ctx, req.continuation)
             if not cont:
                 raise BadInput(f"log-likelihood request {i}: continuation {req.continuation!r} encodes to no tokens")
             groups[ctx_ids].append((i, cont))
@@ -370,4 +378,4 @@ def load_hf_backend(
     return backend
 
 
-__all__ = ["ChatMessage", "HFBackend", "load_hf_backend", "pick_device", "pick_dtype"]
+__all__ = ["HFBackend", "load_hf_backend", "pick_device", "pick_dtype"]
