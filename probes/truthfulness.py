@@ -108,9 +108,9 @@ class TruthfulnessMC(Probe):
         "Likelihood preference is not what the model would say when generating; a model can rank the true "
         "answer first and still produce a falsehood.",
         "Summed log-probabilities favour short answers; in the project set the best answer is the true answer "
-        "closest in length to the false ones (mean 56 vs 52 characters).",
-        "In the project set most misconceptions are affirmative (the true answer starts with 'No'), so a model "
-        "biased towards 'Yes' scores low; the polarity breakdown shows how much of the result that explains.",
+        "closest in length to the false ones (mean 54 vs 50 characters).",
+        "In the project set 75 of 115 true answers start with 'No' and 27 with 'Yes'; a model biased towards "
+        "either word shifts the score, which the polarity breakdown shows.",
         "The project-written set covers well-known misconceptions in English only.",
     )
     metric_specs = (
