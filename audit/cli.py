@@ -76,7 +76,8 @@ def _parse_datasets(values: tuple[str, ...], selected: list[str]) -> dict[str, s
             # A bare path is allowed when exactly one selected probe takes a dataset.
             from probes import all_probes
 
-            takers = [p for p in (selected or all_probes()) if p in all_probes() and all_probes()[p].dataset_format]
+            registry = all_probes()
+            takers = [p for p in (selected or registry) if p in registry and registry[p].dataset_format]
             if len(takers) != 1:
                 raise BadInput(f"--dataset {value}: say which probe it is for, as PROBE_ID=PATH "
                                f"(probes taking a dataset: {', '.join(takers) or 'none selected'})")

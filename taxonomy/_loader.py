@@ -26,16 +26,6 @@ class TaxonomyError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def _key_path(loc: Iterable[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def _with_ids(data: Any, loc: tuple[Any, ...]) -> str:
     """Render a pydantic location, adding the id of each list item where it has one."""
     out = ""

@@ -1,0 +1,18 @@
+"""Every public package imports on its own, first, in a fresh interpreter (no import cycles)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["probes", "taxonomy", "reports", "audit", "audit.models", "audit.cli"])
+def test_package_imports_first(module: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_run_audit_is_reachable_from_the_package() -> None:
+    from audit import run_audit
+
+    assert callable(run_audit)
