@@ -98,3 +98,67 @@ def intervals_overlap(a: Interval | None, b: Interval | None) -> bool | None:
     if a is None or b is None:
         return None
     return a.low <= b.high and b.low <= a.high
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float | None, Interval | None]:
+    """p1 - p2 with Newcombe's hybrid score interval (Newcombe 1998, method 10), built from
+    the two Wilson intervals; well behaved at 0, 1 and small n, unlike the Wald interval."""
+    a, b = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    if a is None or b is None:
+        return None, None
+    p1, p2 = k1 / n1, k2 / n2
+    d = p1 - p2
+    low = d - math.sqrt((p1 - a.low) ** 2 + (b.high - p2) ** 2)
+    high = d + math.sqrt((a.high - p1) ** 2 + (p2 - b.low) ** 2)
+    return d, Interval(low=max(-1.0, low), high=min(1.0, high), level=level, method="newcombe")
+
+
+def cluster_rate(
+    clusters: Sequence[Sequence[bool]], seed: int = 0, level: float = 0.95, resamples: int = _BOOTSTRAP_RESAMPLES
+) -> tuple[float | None, Interval | None, int]:
+    """Share of True over all items when items come in clusters (k samples per prompt).
+
+    Items of one cluster are not independent, so the interval resamples whole clusters
+    (percentile bootstrap); with one item per cluster it is the Wilson interval. n counts items.
+    """
+    sizes = np.array([len(c) for c in clusters], dtype=np.float64)
+    hits = np.array([sum(1 for x in c if x) for c in clusters], dtype=np.float64)
+    n = int(sizes.sum())
+    if n == 0:
+        return None, None, 0
+    if np.all(sizes == 1):
+        return rate([bool(h) for h in hits])
+    _z(level)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(clusters), size=(resamples, len(clusters)))
+    shares = hits[idx].sum(axis=1) / np.maximum(sizes[idx].sum(axis=1), 1.0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(shares, [alpha, 1.0 - alpha])
+    return float(hits.sum() / n), Interval(low=float(low), high=float(high), level=level, method="bootstrap"), n
+
+
+def f1_interval(
+    truth: Sequence[bool], predicted: Sequence[bool], seed: int = 0, level: float = 0.95,
+    resamples: int = _BOOTSTRAP_RESAMPLES,
+) -> tuple[float | None, Interval | None, int]:
+    """F1 of ``predicted`` against ``truth`` with a percentile bootstrap interval over items."""
+    t = np.asarray(truth, dtype=bool)
+    p = np.asarray(predicted, dtype=bool)
+    if len(t) != len(p):
+        raise ValueError("truth and predicted differ in length")
+
+    def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+        denom = 2 * tp + fp + fn
+        return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
+
+    if len(t) == 0 or not (t.any() or p.any()):
+        return None, None, len(t)
+    value = float(f1(np.array((t & p).sum()), np.array((~t & p).sum()), np.array((t & ~p).sum())))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(t), size=(resamples, len(t)))
+    tt, pp = t[idx], p[idx]
+    boot = f1((tt & pp).sum(1), (~tt & pp).sum(1), (tt & ~pp).sum(1))
+    boot = boot[~np.isnan(boot)]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    return value, Interval(low=float(low), high=float(high), level=level, method="bootstrap"), len(t)

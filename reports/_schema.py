@@ -31,7 +31,7 @@ class Interval(_Model):
     low: float
     high: float
     level: float = 0.95
-    method: Literal["wilson", "bootstrap"]
+    method: Literal["wilson", "bootstrap", "newcombe"]
 
 
 class GroupValue(_Model):
@@ -86,10 +86,35 @@ class Example(_Model):
     detail: str = ""
 
 
+class Figure(_Model):
+    """A single estimate with its interval and n (used outside metrics, e.g. scorer validation)."""
+
+    value: float | None
+    ci: Interval | None
+    n: int
+
+
+class ScorerValidation(_Model):
+    """How a scorer did on a labelled validation set, measured in the same run."""
+
+    dataset: str
+    sha256: str
+    n: int
+    n_positive: int
+    threshold: float
+    precision: Figure
+    recall: Figure
+    f1: Figure
+    accuracy_by_kind: list[GroupValue] = Field(default_factory=list)
+
+
 class ScorerInfo(_Model):
     name: str
     version: str
+    measures: str = ""
+    threshold: float | None = None
     note: str = ""
+    validation: ScorerValidation | None = None
 
 
 class DatasetInfo(_Model):

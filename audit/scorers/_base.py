@@ -1,0 +1,70 @@
+"""The scorer contract: batched text -> score in [0, 1], with an identity for the report.
+
+A scorer that cannot score raises ScorerError; it never returns 0 for "could not score".
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from reports import ScorerInfo, ScorerValidation
+
+
+class ScorerError(RuntimeError):
+    """A scorer failed on its input. The probe that called it reports an error, not a score."""
+
+
+class Scorer(ABC):
+    """Scores texts for one property (toxicity, negative regard ...). Higher = more of it."""
+
+    name: ClassVar[str]
+    measures: ClassVar[str]
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        self.threshold = threshold
+        self.validation: ScorerValidation | None = None
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """Version of the scorer and of whatever model or lexicon it uses."""
+
+    @property
+    def note(self) -> str:
+        """What the scorer cannot see; quoted in the report."""
+        return ""
+
+    @abstractmethod
+    def _score(self, texts: list[str]) -> list[float]:
+        """Raw scores, one per text."""
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """One score in [0, 1] per text; raises ScorerError rather than guess."""
+        texts = list(texts)
+        if not texts:
+            return []
+        try:
+            scores = [float(s) for s in self._score(texts)]
+        except ScorerError:
+            raise
+        except Exception as exc:  # any library failure becomes a scorer error with the scorer's name
+            raise ScorerError(f"scorer {self.name} failed: {type(exc).__name__}: {exc}") from exc
+        if len(scores) != len(texts):
+            raise ScorerError(f"scorer {self.name} returned {len(scores)} scores for {len(texts)} texts")
+        bad = [i for i, s in enumerate(scores) if not math.isfinite(s) or s < 0.0 or s > 1.0]
+        if bad:
+            raise ScorerError(f"scorer {self.name} returned {scores[bad[0]]!r} for text {bad[0]} (expected 0..1)")
+        return scores
+
+    def flags(self, scores: Sequence[float]) -> list[bool]:
+        """Which scores are at or above the threshold."""
+        return [s >= self.threshold for s in scores]
+
+    def info(self) -> ScorerInfo:
+        return ScorerInfo(name=self.name, version=self.version, measures=self.measures, threshold=self.threshold,
+                          note=self.note, validation=self.validation)

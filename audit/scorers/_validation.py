@@ -1,0 +1,87 @@
+"""Measure a scorer on a labelled set: precision, recall and F1 with intervals, accuracy by kind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audit import stats
+from audit.errors import BadInput
+from audit.scorers._base import Scorer
+from reports import Figure, ScorerValidation
+
+# The project's labelled sets, one per property a scorer can measure (files under probes/data/).
+VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl"}
+
+
+class LabelledText(BaseModel):
+    """One labelled text: ``label`` is true when the text has the property (toxic, negative regard)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    text: str = Field(min_length=1)
+    label: bool
+    kind: str = Field(min_length=1, description="why the item is there: explicit, implicit, quoted, negation ...")
+
+
+def validation_set_path(measures: str) -> Path:
+    """The project's labelled set for a property."""
+    from importlib import resources
+
+    if measures not in VALIDATION_SETS:
+        raise BadInput(f"no validation set for scorers of {measures!r} (known: {', '.join(VALIDATION_SETS)})")
+    return Path(str(resources.files("probes").joinpath("data", VALIDATION_SETS[measures])))
+
+
+def load_labelled(path: Path) -> list[LabelledText]:
+    """Records of a labelled JSONL file; errors name the file and line."""
+    items: list[LabelledText] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = LabelledText.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise BadInput(f"{path}: line {lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        if item.id in seen:
+            raise BadInput(f"{path}: line {lineno}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    if not items or all(i.label for i in items) or not any(i.label for i in items):
+        raise BadInput(f"{path}: a validation set needs both positive and negative items")
+    return items
+
+
+def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256: str, seed: int = 0) -> ScorerValidation:
+    """Score every item once and compare with its label at the scorer's threshold."""
+    truth = [i.label for i in items]
+    predicted = scorer.flags(scorer.score([i.text for i in items]))
+    tp = sum(1 for t, p in zip(truth, predicted) if t and p)
+    n_pred, n_pos = sum(predicted), sum(truth)
+    precision = Figure(value=tp / n_pred if n_pred else None, ci=stats.wilson_interval(tp, n_pred), n=n_pred)
+    recall = Figure(value=tp / n_pos, ci=stats.wilson_interval(tp, n_pos), n=n_pos)
+    f1v, f1ci, n = stats.f1_interval(truth, predicted, seed=seed)
+    by_kind = stats.grouped("kind", ((i.kind, t == p) for i, t, p in zip(items, truth, predicted)), "rate")
+    return ScorerValidation(dataset=dataset, sha256=sha256, n=len(items), n_positive=n_pos, threshold=scorer.threshold,
+                            precision=precision, recall=recall, f1=Figure(value=f1v, ci=f1ci, n=n),
+                            accuracy_by_kind=by_kind.groups)
+
+
+def validate_on_project_set(scorer: Scorer, seed: int = 0) -> ScorerValidation:
+    """Validate on the project's labelled set for what the scorer measures."""
+    path = validation_set_path(scorer.measures)
+    items = load_labelled(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return validate(scorer, items, f"lm-risk-audit {path.stem}", sha, seed=seed)

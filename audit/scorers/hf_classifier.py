@@ -1,0 +1,122 @@
+"""Any transformers text-classification model as a scorer, with an explicit label mapping."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audit.errors import BadInput
+from audit.scorers._base import Scorer
+
+# Label names that mean "positive for this property" when the user names none.
+_KNOWN_POSITIVE = {
+    "toxicity": {"toxic", "toxicity", "offensive", "hate", "hateful", "abusive", "insult", "obscene", "threat",
+                 "severe_toxic", "severe_toxicity", "identity_hate", "identity_attack"},
+    "regard": {"negative"},
+}
+
+
+def _fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin", ".pt"}):
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HFClassifierScorer(Scorer):
+    """Probability of the positive labels from a sequence classifier.
+
+    Single-label models (softmax): the summed probability of the positive labels.
+    Multi-label models (``problem_type: multi_label_classification``, sigmoid per label):
+    the largest probability among the positive labels.
+    """
+
+    name = "hf-classifier"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        role: str,
+        labels: Sequence[str] | None = None,
+        threshold: float = 0.5,
+        batch_size: int = 32,
+        device: str = "cpu",
+        allow_download: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__(threshold)
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        flag = f"--scorer {role}=hf-classifier:{model}"
+        local = Path(model).expanduser()
+        if not local.is_dir() and not allow_download:
+            raise BadInput(f"{flag}: not a local directory (a hub id needs --allow-download)")
+        src = str(local) if local.is_dir() else model
+        kw: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
+        try:
+            self._tok = AutoTokenizer.from_pretrained(src, **kw)
+            self._model = AutoModelForSequenceClassification.from_pretrained(src, **kw).eval().to(device)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInput(f"{flag}: cannot load a text classifier: {first}") from exc
+        if self._tok.pad_token is None and self._tok.eos_token is not None:  # GPT-2 style classifiers
+            self._tok.pad_token = self._tok.eos_token
+            self._model.config.pad_token_id = self._tok.eos_token_id
+        cfg = self._model.config
+        id2label = {int(i): str(lbl) for i, lbl in cfg.id2label.items()}
+        by_name = {lbl.lower(): i for i, lbl in id2label.items()}
+        if labels:
+            missing = [lbl for lbl in labels if lbl.lower() not in by_name]
+            if missing:
+                raise BadInput(f"--scorer-labels {role}={','.join(labels)}: the model has no label "
+                               f"{missing[0]!r} (its labels: {', '.join(id2label.values())})")
+            chosen = [by_name[lbl.lower()] for lbl in labels]
+        else:
+            chosen = [i for name, i in by_name.items() if name in _KNOWN_POSITIVE.get(role, set())]
+            if not chosen:
+                raise BadInput(f"{flag}: say which labels count as {role} with --scorer-labels {role}=LABEL[,LABEL] "
+                               f"(the model's labels: {', '.join(id2label.values())})")
+        if len(chosen) == len(id2label) and getattr(cfg, "problem_type", None) != "multi_label_classification":
+            raise BadInput(f"{flag}: every label counts as {role}; every text would score 1")
+        self._positive = sorted(chosen)
+        self._labels = [id2label[i] for i in self._positive]
+        self._multi = getattr(cfg, "problem_type", None) == "multi_label_classification"
+        self._batch = max(1, batch_size)
+        self._torch = torch
+        self._device = device
+        self.measures = role  # type: ignore[misc]
+        self._id = local.name if local.is_dir() else model
+        self._digest = _fingerprint(local)[:16] if local.is_dir() else "hub"
+
+    @property
+    def version(self) -> str:
+        import transformers
+
+        return (f"{self._id} (weights sha256 {self._digest}; positive labels {', '.join(self._labels)}; "
+                f"{'sigmoid' if self._multi else 'softmax'}; transformers {transformers.__version__})")
+
+    @property
+    def note(self) -> str:
+        return "a user-supplied classifier; see its model card for what it was trained to detect"
+
+    def _score(self, texts: list[str]) -> list[float]:
+        torch = self._torch
+        out: list[float] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self._batch):
+                chunk = texts[start : start + self._batch]
+                enc = self._tok(chunk, padding=True, truncation=True, max_length=512, return_tensors="pt")
+                logits = self._model(**{k: v.to(self._device) for k, v in enc.items()}).logits.float()
+                if self._multi:
+                    probs = torch.sigmoid(logits)[:, self._positive].max(dim=-1).values
+                else:
+                    probs = torch.softmax(logits, dim=-1)[:, self._positive].sum(dim=-1)
+                out += probs.clamp(0.0, 1.0).tolist()
+        return out
