@@ -97,6 +97,50 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _parse_scorers(choices: tuple[str, ...], labels: tuple[str, ...], thresholds: tuple[str, ...],
+                   base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """--scorer ROLE=NAME[:MODEL], --scorer-labels ROLE=L1,L2, --scorer-threshold ROLE=X merged
+    over the config file's ``scorers`` mapping."""
+    out: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items() if isinstance(v, dict)}
+    for value in choices:
+        role, eq, rest = value.partition("=")
+        if not eq or not role or not rest:
+            raise BadInput(f"--scorer {value}: expected ROLE=NAME or ROLE=hf-classifier:PATH")
+        name, _, model = rest.partition(":")
+        out[role.strip()] = {"name": name.strip(), **({"model": model.strip()} if model else {})}
+    for flag, values in (("--scorer-labels", labels), ("--scorer-threshold", thresholds)):
+        for value in values:
+            role, eq, rest = value.partition("=")
+            if not eq or not role or not rest:
+                raise BadInput(f"{flag} {value}: expected ROLE=VALUE")
+            entry = out.setdefault(role.strip(), {})
+            if flag == "--scorer-labels":
+                entry["labels"] = [x.strip() for x in rest.split(",") if x.strip()]
+            else:
+                try:
+                    entry["threshold"] = float(rest)
+                except ValueError:
+                    raise BadInput(f"--scorer-threshold {value}: {rest!r} is not a number") from None
+    from audit.scorers import ROLES
+
+    for role, entry in out.items():
+        if role not in ROLES:
+            raise BadInput(f"--scorer {role}=...: unknown role (known: {', '.join(ROLES)})")
+        entry.setdefault("name", ROLES[role])
+    return out
+
+
+def _scorer_options(f: Any) -> Any:
+    for option in reversed([
+        click.option("--scorer", "scorer_choices", multiple=True,
+                     help="Scorer for a role: ROLE=NAME or ROLE=hf-classifier:PATH (roles: toxicity, regard)."),
+        click.option("--scorer-labels", multiple=True, help="Labels an hf-classifier counts as positive: ROLE=L1,L2."),
+        click.option("--scorer-threshold", multiple=True, help="Score at which an output counts: ROLE=0.5."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.option("--model", "model", help="Built-in alias (smollm2-135m), checkpoint directory, .gguf file, or hub id.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of run settings; flags win.")
@@ -116,9 +160,11 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--allow-download", is_flag=True, default=None, help="Allow fetching a hub model (off: never).")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run model code shipped with a checkpoint.")
 @click.option("--show-pii", is_flag=True, default=None, help="Do not redact personal data in reports.")
+@_scorer_options
 @click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-def run(config_file: Path | None, quiet: bool, debug: bool, **flags: Any) -> None:
+def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
+        scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], **flags: Any) -> None:
     """Run an audit and write report.json, report.md and samples/ to the run directory."""
     from audit.config import load_config_file, make_config
 
@@ -132,6 +178,8 @@ def run(config_file: Path | None, quiet: bool, debug: bool, **flags: Any) -> Non
     if no_chat:
         flags["chat_template"] = False
     values.update({k: v for k, v in flags.items() if v is not None})
+    if scorer_choices or scorer_labels or scorer_threshold:
+        values["scorers"] = _parse_scorers(scorer_choices, scorer_labels, scorer_threshold, values.get("scorers"))
     if "model" not in values:
         raise BadInput("--model is required (e.g. --model smollm2-135m)")
     config = make_config(values, origin=f"--config {config_file}" if config_file else "flags")
@@ -202,6 +250,64 @@ def probes_cmd(fmt: str) -> None:
         click.echo(f"    {r['description']}")
         if r["dataset_format"]:
             click.echo(f"    --dataset: {r['dataset_format']}")
+
+
+@cli.group()
+def scorers() -> None:
+    """List the scorers or measure them on the project's labelled validation sets."""
+
+
+@scorers.command(name="list")
+def scorers_list() -> None:
+    """Scorer names, the roles they can play, and each role's default."""
+    from audit.scorers import ROLES, SCORER_NAMES
+
+    for role, default in ROLES.items():
+        click.echo(f"role {role}: default {default}")
+    click.echo(f"scorers: {', '.join(SCORER_NAMES)} (hf-classifier takes a model: ROLE=hf-classifier:PATH)")
+
+
+@scorers.command(name="validate")
+@_scorer_options
+@click.option("--role", "roles", multiple=True, help="Only these roles (default: all).")
+@click.option("--allow-download", is_flag=True, help="Allow an hf-classifier hub id to be fetched.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...],
+                     roles: tuple[str, ...], allow_download: bool, fmt: str) -> None:
+    """Precision, recall and F1 (95% intervals) of each role's scorer on the labelled set."""
+    from audit.offline import enforce_offline
+    from audit.scorers import ROLES, ScorerSet, ScorerSpec
+
+    enforce_offline(allow_download)
+    from pydantic import ValidationError
+
+    specs = {}
+    for r, v in _parse_scorers(scorer_choices, scorer_labels, scorer_threshold).items():
+        try:
+            specs[r] = ScorerSpec.model_validate(v)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise BadInput(f"--scorer {r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    chosen = _split_list(roles) or list(ROLES)
+    for r in chosen:
+        if r not in ROLES:
+            raise BadInput(f"--role {r}: unknown role (known: {', '.join(ROLES)})")
+    scorer_set = ScorerSet(specs, allow_download=allow_download)
+    infos = [scorer_set.get(r).info() for r in chosen]
+    if fmt == "json":
+        click.echo(json.dumps([i.model_dump(mode="json") for i in infos], indent=2))
+        return
+    for info in infos:
+        v = info.validation
+        assert v is not None
+        click.echo(f"{info.measures}: {info.name} {info.version}")
+        click.echo(f"  on {v.dataset} (n={v.n}, {v.n_positive} positive), threshold {v.threshold}")
+        for label, fig in (("precision", v.precision), ("recall", v.recall), ("F1", v.f1)):
+            ci = f"[{fig.ci.low:.3f}, {fig.ci.high:.3f}]" if fig.ci else "[n/a]"
+            value = f"{fig.value:.3f}" if fig.value is not None else "n/a"
+            click.echo(f"  {label:<9} {value} {ci} n={fig.n}")
+        click.echo("  accuracy by kind: " + ", ".join(f"{g.group} {g.value:.2f} (n={g.n})"
+                                                      for g in v.accuracy_by_kind if g.value is not None))
 
 
 @cli.group()

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audit.errors import BadInput
+from audit.scorers import ScorerSpec
 
 
 class AuditConfig(BaseModel):
@@ -33,6 +34,7 @@ class AuditConfig(BaseModel):
     datasets: dict[str, Path] = Field(default_factory=dict, description="probe id -> user-supplied dataset file")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False
+    scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

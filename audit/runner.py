@@ -25,6 +25,7 @@ from audit.errors import AuditError, BadInput
 from audit.models import ModelBackend, load_model, resolve_model
 from audit.offline import enforce_offline
 from audit.rollup import combine, metric_status, worst
+from audit.scorers import ScorerSet
 from probes import Probe, ProbeContext, ProbeParams, ProbeResult, Progress, all_probes
 from reports import (
     AreaReport,
@@ -210,8 +211,13 @@ def run_audit(
     params = _probe_params(config, probes)
 
     say = notify or (lambda msg: log.info("%s", msg))
+    source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
+    scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
+                        device="cpu" if config.device == "auto" else config.device)
+    # Built and validated now, so that a bad scorer choice fails before the model loads.
+    scorers.prepare(list(dict.fromkeys(r for p in probes for r in p.scorer_roles)))
     if model is None:
-        source = resolve_model(config.model, allow_download=config.allow_download)  # bad input fails here, fast
+        assert source is not None
         say(f"loading model {config.model}")
         model = load_model(
             source, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
@@ -250,7 +256,7 @@ def run_audit(
             ctx = ProbeContext(model=model, params=params[probe_cls.id], seed=config.seed, limit=config.limit,
                                dataset=config.datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
-                               log=logging.getLogger(f"probes.{probe_cls.id}"))
+                               log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers)
             t0 = time.monotonic()
             say(f"running {probe_cls.id}")
             try:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.models import ModelBackend
+from audit.scorers import Scorer, ScorerSet
 from reports import Breakdown, DatasetInfo, Example, Interval, Metric, ScorerInfo, Threshold
 
 
@@ -66,6 +67,11 @@ class ProbeContext:
     dataset: Path | None = None
     progress: Progress = field(default_factory=Progress)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("probes"))
+    scorers: ScorerSet = field(default_factory=ScorerSet)
+
+    def scorer(self, role: str) -> Scorer:
+        """The run's scorer for ``role`` (built and validated once per run)."""
+        return self.scorers.get(role)
 
     def take(self, items: Sequence[Any]) -> list[Any]:
         """The first ``limit`` items (all when no limit): deterministic quick runs."""
@@ -88,6 +94,7 @@ class Probe(ABC):
     metric_specs: ClassVar[tuple[MetricSpec, ...]]
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted
+    scorer_roles: ClassVar[tuple[str, ...]] = ()  # scorers the probe uses, built before the model loads
 
     @abstractmethod
     def run(self, ctx: ProbeContext) -> ProbeResult:

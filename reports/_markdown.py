@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reports._escape import escape_markdown as esc
-from reports._schema import AuditReport, Interval, Metric, ProbeReport, RiskReport, Status
+from reports._schema import AuditReport, Interval, Metric, ProbeReport, RiskReport, ScorerInfo, Status
 
 _EXAMPLE_CHARS = 400
 
@@ -19,7 +19,38 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def _ci(ci: Interval | None) -> str:
-    return "n/a" if ci is None else f"[{ci.low:.3f}, {ci.high:.3f}]"
+    if ci is None:
+        return "n/a"
+    level = "" if abs(ci.level - 0.95) < 1e-9 else f" ({ci.level * 100:.4g}%)"
+    return f"[{ci.low:.3f}, {ci.high:.3f}]{level}"
+
+
+def _scorer_lines(report: AuditReport) -> list[str]:
+    """One line per distinct scorer used in the run, with its measured validation figures."""
+    seen: dict[tuple[str, str], ScorerInfo] = {}
+    for p in report.probes:
+        for s in p.scorers:
+            seen.setdefault((s.name, s.version), s)
+    out = []
+    for s in seen.values():
+        line = f"- Scorer `{esc(s.name)}` ({esc(s.version)}) measures {esc(s.measures or 'n/a')}"
+        if s.threshold is not None:
+            line += f"; an output counts at score ≥ {s.threshold:g}"
+        v = s.validation
+        if v is not None:
+            line += (f". On {esc(v.dataset)} (n={v.n}, {v.n_positive} positive; sha256 `{esc(v.sha256[:12])}`), "
+                     f"measured in this run: precision {_fmt(v.precision.value)} {_ci(v.precision.ci)} "
+                     f"(n={v.precision.n}), recall {_fmt(v.recall.value)} {_ci(v.recall.ci)} (n={v.recall.n}), "
+                     f"F1 {_fmt(v.f1.value)} {_ci(v.f1.ci)}")
+            weak = [g for g in v.accuracy_by_kind if g.value is not None and g.value < 0.7]
+            if weak:
+                line += "; weakest on " + ", ".join(f"{esc(g.group)} (accuracy {_fmt(g.value)}, n={g.n})" for g in weak)
+        else:
+            line += "; not validated in this run"
+        if s.note:
+            line += f". Limits: {esc(s.note)}"
+        out.append(line + ".")
+    return out
 
 
 def _status(status: Status | None) -> str:
@@ -175,6 +206,7 @@ def render_markdown(report: AuditReport) -> str:
         "- Model outputs are untrusted: they are escaped in this report (no HTML, links or images) and "
         "line breaks are shown as ↵.",
     ]
+    out += _scorer_lines(report)
     for note in m.notes:
         out.append(f"- Model: {esc(note)}")
     for p in report.probes:

@@ -25,7 +25,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *ne
 def test_version_and_listings() -> None:
     assert lm_audit("--version").stdout.startswith("lm-audit, version ")
     probes = json.loads(lm_audit("probes", "--format", "json").stdout)
-    assert probes[0]["id"] == "misinformation.truthfulness_mc" and probes[0]["kind"] == "loglikelihood"
+    by_id = {p["id"]: p for p in probes}
+    assert by_id["misinformation.truthfulness_mc"]["kind"] == "loglikelihood"
+    assert by_id["toxicity.continuation"]["dataset_format"].startswith("RealToxicityPrompts")
     tax = json.loads(lm_audit("taxonomy", "--format", "json").stdout)
     assert len(tax["areas"]) == 6 and sum(len(a["risks"]) for a in tax["areas"]) == 21
     text = lm_audit("taxonomy").stdout
@@ -52,7 +54,16 @@ def test_broken_taxonomy_exits_2_with_file_and_key(tmp_path: Path) -> None:
         (["run", "--model", "x", "--areas", "IX"], ["--areas IX", "unknown risk area"]),
         (["run", "--model", "x", "--risks", "III.9"], ["--risks III.9"]),
         (["run", "--model", "x", "--limit", "0"], ["limit"]),
-        (["run", "--model", "x", "--dataset", "missing.csv"], ["missing.csv", "file not found"]),
+        (["run", "--model", "x", "--probes", "misinformation.truthfulness_mc", "--dataset", "missing.csv"],
+         ["missing.csv", "file not found"]),
+        (["run", "--model", "x", "--dataset", "any.csv"], ["--dataset any.csv", "say which probe"]),
+        (["run", "--model", "x", "--scorer", "toxicity=bogus"], ["scorers.toxicity.name"]),
+        (["run", "--model", "x", "--scorer", "mood=profanity"], ["--scorer mood", "unknown role"]),
+        (["run", "--model", "smollm2-135m", "--scorer", "toxicity=hf-classifier:./nope"], ["hf-classifier:./nope",
+                                                                               "not a local directory"]),
+        (["run", "--model", "x", "--scorer-threshold", "toxicity=high"], ["--scorer-threshold", "'high'"]),
+        (["run", "--model", "smollm2-135m", "--scorer", "toxicity=regard-lexicon"], ["measures regard"]),
+        (["scorers", "validate", "--scorer", "regard=nope"], ["--scorer regard", "name"]),
         (["run", "--model", "x", "--param", "misinformation.truthfulness_mc:bogus=1"], ["bogus"]),
         (["run", "--model", "x", "--dtype", "float8"], ["float8"]),
         (["run", "--bogus-flag"], ["--bogus-flag"]),
