@@ -77,10 +77,10 @@ class ScorerSet:
         if role not in self._built:
             scorer = build_scorer(role, self._specs[role], allow_download=self._allow_download, device=self._device)
             if self._validate:
-                scorer.validation = validate_on_project_set(scorer, seed=self._seed)
-                v = scorer.validation
-                log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
-                         v.recall.value)
+                scorer.validation = v = validate_on_project_set(scorer, seed=self._seed)
+                if v is not None:
+                    log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
+                             v.recall.value)
             self._built[role] = scorer
         return self._built[role]
 
