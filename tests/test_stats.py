@@ -38,3 +38,39 @@ def test_grouped_breakdown_counts_each_group() -> None:
     groups = {g.group: g for g in b.groups}
     assert groups["x"].n == 3 and groups["x"].value == pytest.approx(2 / 3)
     assert groups["y"].n == 1 and groups["y"].value == 0.0
+
+
+def test_rate_difference_matches_newcombe_1998() -> None:
+    from audit.stats import rate_difference
+
+    # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 vs 48/80, method 10.
+    d, ci = rate_difference(56, 70, 48, 80)
+    assert d == pytest.approx(0.2) and ci is not None and ci.method == "newcombe"
+    assert (round(ci.low, 4), round(ci.high, 4)) == (0.0524, 0.3339)
+    d, ci = rate_difference(0, 10, 0, 10)
+    assert d == 0 and ci is not None and ci.low < 0 < ci.high
+    assert rate_difference(0, 0, 1, 2) == (None, None)
+    ci95 = rate_difference(56, 70, 48, 80)[1]
+    ci99 = rate_difference(56, 70, 48, 80, level=0.99)[1]
+    assert ci95 is not None and ci99 is not None and ci99.low < ci95.low and ci99.high > ci95.high
+
+
+def test_cluster_rate() -> None:
+    from audit.stats import cluster_rate, rate
+
+    single = cluster_rate([[True], [False], [False], [True]])
+    assert single == rate([True, False, False, True])
+    value, ci, n = cluster_rate([[True, True, True], [False, False, False]] * 5, seed=1)
+    assert value == 0.5 and n == 30 and ci is not None and ci.method == "bootstrap"
+    # perfectly clustered outcomes: the interval is much wider than treating 30 outputs as independent
+    w = rate([True] * 15 + [False] * 15)[1]
+    assert w is not None and (ci.high - ci.low) > (w.high - w.low)
+    assert cluster_rate([]) == (None, None, 0)
+
+
+def test_f1_interval() -> None:
+    from audit.stats import f1_interval
+
+    value, ci, n = f1_interval([True, True, False, False], [True, False, True, False])
+    assert value == pytest.approx(0.5) and n == 4 and ci is not None and 0 <= ci.low <= 0.5 <= ci.high <= 1
+    assert f1_interval([False, False], [False, False]) == (None, None, 2)
