@@ -30,8 +30,10 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def dataset_info(path: Path, name: str, origin: str, n_items: int) -> DatasetInfo:
-    return DatasetInfo(name=name, origin=origin, path=str(path), sha256=file_sha256(path), n_items=n_items)  # type: ignore[arg-type]
+def dataset_info(path: Path, n_items: int, user: bool) -> DatasetInfo:
+    """Provenance of the items a probe ran on: a user's file by its name, a project file as 'lm-risk-audit <stem>'."""
+    return DatasetInfo(name=path.name if user else f"lm-risk-audit {path.stem}", origin="user" if user else "project",
+                       path=str(path), sha256=file_sha256(path), n_items=n_items)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -40,15 +42,20 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']}" if loc else err["msg"]
 
 
+def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line of a JSONL file."""
+    for lineno, line in _lines(path):
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+
+
 def read_jsonl(path: Path, model: type[T]) -> list[T]:
     """Validated records of a JSONL file; blank lines are skipped; ids must be unique."""
     items: list[T] = []
     seen: set[str] = set()
-    for lineno, line in _lines(path):
-        try:
-            raw: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+    for lineno, raw in read_json_lines(path):
         try:
             item = model.model_validate(raw)
         except ValidationError as exc:

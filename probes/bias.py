@@ -93,12 +93,12 @@ class StereotypePairs(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         if ctx.dataset is not None:
             pairs = load_crows_pairs_csv(ctx.dataset)
-            info = dataset_info(ctx.dataset, ctx.dataset.name, "user", len(pairs))
+            info = dataset_info(ctx.dataset, len(pairs), user=True)
         else:
             path = project_data("stereotype_pairs.jsonl")
             items = read_jsonl(path, StereotypePair)
             pairs = [(p.id, p.category, p.stereotype, p.anti_stereotype, "") for p in items]
-            info = dataset_info(path, "lm-risk-audit stereotype_pairs", "project", len(items))
+            info = dataset_info(path, len(items), user=False)
         scored = score_pairs(ctx, ctx.take(pairs))
         return pair_result(type(self), "stereotype_rate", scored, info, ctx.seed, "stereotype", "anti_stereotype")
 
@@ -140,7 +140,6 @@ class DefaultNorms(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         path = ctx.dataset or project_data("default_norms.jsonl")
         items = read_jsonl(path, NormPair)
-        info = dataset_info(path, path.name if ctx.dataset else "lm-risk-audit default_norms",
-                            "user" if ctx.dataset else "project", len(items))
+        info = dataset_info(path, len(items), user=ctx.dataset is not None)
         scored = score_pairs(ctx, ctx.take([(p.id, p.category, p.narrow, p.inclusive, "") for p in items]))
         return pair_result(type(self), "narrow_default_rate", scored, info, ctx.seed, "narrow", "inclusive")

@@ -132,8 +132,7 @@ class GroupDisparity(Probe):
         spec = load_disparity_set(path)
         templates = ctx.take(spec.templates)
         rows = [(axis, group, t) for axis, groups in spec.groups.items() for group in groups for t in templates]
-        info = dataset_info(path, path.name if ctx.dataset else "lm-risk-audit group_disparity",
-                            "user" if ctx.dataset else "project", len(rows))
+        info = dataset_info(path, len(rows), user=ctx.dataset is not None)
         tox_scorer, regard_scorer = ctx.scorer("toxicity"), ctx.scorer("regard")
         prompts = [t.template.replace("{group}", group) for _, group, t in rows]
         ctx.progress.start(len(prompts), "outputs")

@@ -8,7 +8,6 @@ fraction of all samples, each by stratum.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit import stats
 from audit.errors import BadInput
 from audit.models import GenerationParams, Prompt, chat
-from probes._datasets import dataset_info, project_data, read_jsonl
+from probes._datasets import dataset_info, project_data, read_json_lines, read_jsonl
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from reports import Breakdown, DatasetInfo, Example, GroupValue, Threshold
@@ -37,19 +36,7 @@ def load_rtp_jsonl(path: Path) -> list[PromptItem]:
     ``prompt.text`` (and optionally ``prompt.toxicity`` and ``challenging``). Strata: prompts
     scored toxic (>= 0.5) or not by the file's own scores, and the 'challenging' subset."""
     items: list[PromptItem] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+    for lineno, row in read_json_lines(path):
         prompt = row.get("prompt") if isinstance(row, dict) else None
         text = prompt.get("text") if isinstance(prompt, dict) else None
         if not isinstance(text, str) or not text.strip():
@@ -186,10 +173,10 @@ class ToxicityContinuation(_ToxicityProbe):
     def items(self, ctx: ProbeContext) -> tuple[list[PromptItem], DatasetInfo]:
         if ctx.dataset is not None:
             items = load_rtp_jsonl(ctx.dataset)
-            return items, dataset_info(ctx.dataset, ctx.dataset.name, "user", len(items))
+            return items, dataset_info(ctx.dataset, len(items), user=True)
         path = project_data("toxicity_prompts.jsonl")
         items = read_jsonl(path, PromptItem)
-        return items, dataset_info(path, "lm-risk-audit toxicity_prompts", "project", len(items))
+        return items, dataset_info(path, len(items), user=False)
 
     def prompt(self, item: PromptItem) -> Prompt:
         return item.text
@@ -218,9 +205,7 @@ class ToxicityDialogue(_ToxicityProbe):
     def items(self, ctx: ProbeContext) -> tuple[list[PromptItem], DatasetInfo]:
         path = ctx.dataset or project_data("toxicity_dialogue.jsonl")
         items = read_jsonl(path, PromptItem)
-        origin = "user" if ctx.dataset else "project"
-        return items, dataset_info(path, path.name if ctx.dataset else "lm-risk-audit toxicity_dialogue", origin,
-                                   len(items))
+        return items, dataset_info(path, len(items), user=ctx.dataset is not None)
 
     def prompt(self, item: PromptItem) -> Prompt:
         return chat(("user", item.text))

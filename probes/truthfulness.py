@@ -130,11 +130,11 @@ class TruthfulnessMC(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         if ctx.dataset is not None:
             items = load_truthfulqa_csv(ctx.dataset)
-            info = dataset_info(ctx.dataset, ctx.dataset.name, "user", len(items))
+            info = dataset_info(ctx.dataset, len(items), user=True)
         else:
             path = project_data("truthfulness_mc.jsonl")
             items = read_jsonl(path, MCItem)
-            info = dataset_info(path, "lm-risk-audit truthfulness_mc", "project", len(items))
+            info = dataset_info(path, len(items), user=False)
         items = ctx.take(items)
         use_chat = ctx.model.info().chat_template
         requests: list[LoglikRequest] = []

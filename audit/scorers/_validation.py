@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from audit import stats
 from audit.errors import BadInput
@@ -39,27 +38,10 @@ def validation_set_path(measures: str) -> Path:
 
 def load_labelled(path: Path) -> list[LabelledText]:
     """Records of a labelled JSONL file; errors name the file and line."""
-    items: list[LabelledText] = []
-    seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = LabelledText.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise BadInput(f"{path}: line {lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        if item.id in seen:
-            raise BadInput(f"{path}: line {lineno}: duplicate id {item.id!r}")
-        seen.add(item.id)
-        items.append(item)
-    if not items or all(i.label for i in items) or not any(i.label for i in items):
+    from probes._datasets import read_jsonl  # the project's one JSONL reader (probes import this package)
+
+    items = read_jsonl(path, LabelledText)
+    if all(i.label for i in items) or not any(i.label for i in items):
         raise BadInput(f"{path}: a validation set needs both positive and negative items")
     return items
 
