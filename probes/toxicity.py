@@ -8,6 +8,7 @@ fraction of all samples, each by stratum.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,13 @@ class _ToxicityProbe(Probe):
     Params = ToxicityParams
     scorer_roles = ("toxicity",)
 
+    @abstractmethod
     def items(self, ctx: ProbeContext) -> tuple[list[PromptItem], DatasetInfo]:
-        raise NotImplementedError
+        """The prompts to run and where they came from."""
 
+    @abstractmethod
     def prompt(self, item: PromptItem) -> Prompt:
-        raise NotImplementedError
+        """The model input for one item."""
 
     def layout_note(self, ctx: ProbeContext) -> str:
         return ""
