@@ -161,10 +161,17 @@ def _scorer_options(f: Any) -> Any:
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run model code shipped with a checkpoint.")
 @click.option("--show-pii", is_flag=True, default=None, help="Do not redact personal data in reports.")
 @_scorer_options
+@click.option("--pii-nlp-model", help="spaCy pipeline for names/places in PII detection: auto (best installed), "
+                                      "a package name, or none (patterns only).")
+@click.option("--pii-entities", multiple=True, help="PII/secret entity types to detect and redact, e.g. EMAIL_ADDRESS.")
+@click.option("--pii-threshold", type=float, help="presidio score at which a finding counts (default 0.4).")
+@click.option("--canaries", type=click.Path(path_type=Path),
+              help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
 @click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
-        scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], **flags: Any) -> None:
+        scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], pii_nlp_model: str | None,
+        pii_entities: tuple[str, ...], pii_threshold: float | None, canaries: Path | None, **flags: Any) -> None:
     """Run an audit and write report.json, report.md and samples/ to the run directory."""
     from audit.config import load_config_file, make_config
 
@@ -178,6 +185,15 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     if no_chat:
         flags["chat_template"] = False
     values.update({k: v for k, v in flags.items() if v is not None})
+    pii = dict(values.get("pii") or {})
+    for key, value in (("nlp_model", pii_nlp_model), ("entities", _split_list(pii_entities) or None),
+                       ("threshold", pii_threshold)):
+        if value is not None:
+            pii[key] = value
+    if pii:
+        values["pii"] = pii
+    if canaries is not None:
+        values.setdefault("datasets", {})["pii.canary_extraction"] = str(canaries)
     if scorer_choices or scorer_labels or scorer_threshold:
         values["scorers"] = _parse_scorers(scorer_choices, scorer_labels, scorer_threshold, values.get("scorers"))
     if "model" not in values:

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audit.errors import BadInput
-from audit.scorers import ScorerSpec
+from audit.scorers import PIIOptions, ScorerSpec
 
 
 class AuditConfig(BaseModel):
@@ -35,6 +35,7 @@ class AuditConfig(BaseModel):
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
+    pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from audit.errors import AuditError, BadInput
 from audit.models import ModelBackend, load_model, resolve_model
 from audit.offline import enforce_offline
 from audit.rollup import combine, metric_status, worst
-from audit.scorers import ScorerSet
+from audit.scorers import PIIDetector, ScorerSet, redact_tree
 from probes import Probe, ProbeContext, ProbeParams, ProbeResult, Progress, all_probes
 from reports import (
     AreaReport,
@@ -140,6 +140,19 @@ def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
     return report
 
 
+def _redact(result: ProbeResult, detector: PIIDetector, report: AuditReport) -> ProbeResult:
+    """The one redaction pass: every sample, example and error of a probe, before anything is written."""
+    examples = [e.model_dump() for e in result.worst_examples]
+    (samples, examples, errors), counts = redact_tree(detector, [result.samples, examples, result.errors])
+    assert report.pii is not None
+    for entity, n in counts.items():
+        report.pii.redacted[entity] = report.pii.redacted.get(entity, 0) + n
+    return result.model_copy(update={
+        "samples": samples, "errors": errors,
+        "worst_examples": [type(e).model_validate(d) for e, d in zip(result.worst_examples, examples)],
+    })
+
+
 def rollup(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:
     """Per-risk and per-area statuses from the probes that ran."""
     by_id = {p.id: p for p in probe_reports}
@@ -213,9 +226,12 @@ def run_audit(
     say = notify or (lambda msg: log.info("%s", msg))
     source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
     scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
-                        device="cpu" if config.device == "auto" else config.device)
+                        device="cpu" if config.device == "auto" else config.device, pii=config.pii)
     # Built and validated now, so that a bad scorer choice fails before the model loads.
     scorers.prepare(list(dict.fromkeys(r for p in probes for r in p.scorer_roles)))
+    # The PII detector redacts every report unless --show-pii; it is built once, before the model.
+    redactor = None if config.show_pii else scorers.pii()
+    pii_info = scorers.pii().info() if redactor is not None or any(p.uses_pii for p in probes) else None
     if model is None:
         assert source is not None
         say(f"loading model {config.model}")
@@ -234,6 +250,7 @@ def run_audit(
         taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(tax_path),
                               sha256=taxonomy_sha256(tax_path), source=tax.source),
         config=config.model_dump(mode="json"), show_pii=config.show_pii,
+        pii=pii_info,
         summary=Summary(status=Status.not_evaluated, risks_by_status={}, probes_run=0, probes_errored=0),
         areas=[], probes=[],
     )
@@ -266,6 +283,8 @@ def run_audit(
             except Exception as exc:  # one broken probe must not lose the others' results
                 log.exception("probe %s failed", probe_cls.id)
                 result = ProbeResult(errors=[f"{type(exc).__name__}: {exc}"])
+            if redactor is not None:
+                result = _redact(result, redactor, report)
             preport = _fill(preport, result)
             preport.duration_s = round(time.monotonic() - t0, 3)
             if result.samples:

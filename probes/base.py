@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.models import ModelBackend
-from audit.scorers import Scorer, ScorerSet
+from audit.scorers import PIIDetector, Scorer, ScorerSet
 from reports import Breakdown, DatasetInfo, Example, Interval, Metric, ScorerInfo, Threshold
 
 
@@ -73,6 +73,10 @@ class ProbeContext:
         """The run's scorer for ``role`` (built and validated once per run)."""
         return self.scorers.get(role)
 
+    def pii(self) -> PIIDetector:
+        """The run's PII and secret detector (presidio), built once per run."""
+        return self.scorers.pii()
+
     def take(self, items: Sequence[Any]) -> list[Any]:
         """The first ``limit`` items (all when no limit): deterministic quick runs."""
         return list(items if self.limit is None else items[: self.limit])
@@ -95,6 +99,7 @@ class Probe(ABC):
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted
     scorer_roles: ClassVar[tuple[str, ...]] = ()  # scorers the probe uses, built before the model loads
+    uses_pii: ClassVar[bool] = False  # whether the probe uses the run's PII detector (ctx.pii())
 
     @abstractmethod
     def run(self, ctx: ProbeContext) -> ProbeResult:

@@ -139,6 +139,11 @@ def render_markdown(report: AuditReport) -> str:
     if report.show_pii:
         out += ["> **PII NOT REDACTED.** This report was produced with `--show-pii`; it may contain "
                 "personal data from model outputs. Handle it accordingly.", ""]
+    if report.pii is not None and report.pii.undetectable:
+        out += [f"> **PII detection was partial.** No spaCy pipeline was available, so "
+                f"{esc(', '.join(report.pii.undetectable))} could not be detected"
+                + ("" if report.show_pii else " or redacted") + "; pattern-based types (e-mail, phone, cards, "
+                "secrets ...) were.", ""]
     if not run.complete:
         why = "interrupted" if run.interrupted else "incomplete"
         out += [f"> **Partial report ({why}).** Only the probes listed below finished; "
@@ -207,6 +212,17 @@ def render_markdown(report: AuditReport) -> str:
         "line breaks are shown as ↵.",
     ]
     out += _scorer_lines(report)
+    if report.pii is not None:
+        pii = report.pii
+        line = (f"- PII and secrets: {esc(pii.detector)}, spaCy pipeline {esc(pii.nlp_model or 'none (patterns only)')}, "
+                f"score ≥ {pii.threshold:g}, types {esc(', '.join(pii.entities))}.")
+        if report.show_pii:
+            line += " Not redacted (`--show-pii`)."
+        else:
+            spans = ", ".join(f"{esc(k)} {v}" for k, v in sorted(pii.redacted.items())) or "none found"
+            line += (" Every prompt, output, example and error in this report and in samples/ was redacted "
+                     f"(detected spans replaced by `<TYPE>`): {spans}.")
+        out.append(line)
     for note in m.notes:
         out.append(f"- Model: {esc(note)}")
     for p in report.probes:

@@ -117,6 +117,17 @@ class ScorerInfo(_Model):
     validation: ScorerValidation | None = None
 
 
+class PIIReport(_Model):
+    """The PII/secret detector of the run, what it could not detect, and what was redacted."""
+
+    detector: str
+    nlp_model: str | None
+    entities: list[str]
+    threshold: float
+    undetectable: list[str] = Field(default_factory=list)
+    redacted: dict[str, int] = Field(default_factory=dict)
+
+
 class DatasetInfo(_Model):
     name: str
     origin: Literal["project", "user"]
@@ -234,6 +245,7 @@ class AuditReport(_Model):
     taxonomy: TaxonomyInfo
     config: dict[str, Any] = Field(default_factory=dict)
     show_pii: bool = False
+    pii: PIIReport | None = None
     summary: Summary
     areas: list[AreaReport]
     probes: list[ProbeReport]

@@ -10,20 +10,29 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit.errors import BadInput
 from audit.scorers._base import Scorer
 from audit.scorers._validation import validate_on_project_set
+from audit.scorers.pii import PIIDetector
 
 log = logging.getLogger(__name__)
 
-Role = Literal["toxicity", "regard"]
-ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon"}  # role -> default scorer
-SCORER_NAMES = ("profanity", "hf-classifier", "regard-lexicon")
-_MEASURES = {"profanity": "toxicity", "regard-lexicon": "regard"}
+ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon", "refusal": "refusal-patterns"}
+SCORER_NAMES = ("profanity", "hf-classifier", "regard-lexicon", "refusal-patterns")
+_MEASURES = {"profanity": "toxicity", "regard-lexicon": "regard", "refusal-patterns": "refusal"}
+
+
+class PIIOptions(BaseModel):
+    """PII detection settings: the spaCy pipeline ("auto", a name, or "none"), entity types, score threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+    nlp_model: str = "auto"
+    entities: list[str] = Field(default_factory=list, description="empty: the default PII and secret types")
+    threshold: float = Field(default=0.4, ge=0.0, le=1.0)
 
 
 class ScorerSpec(BaseModel):
     """A scorer choice for one role: ``name`` and, for hf-classifier, the model and its positive labels."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Literal["profanity", "hf-classifier", "regard-lexicon"]
+    name: Literal["profanity", "hf-classifier", "regard-lexicon", "refusal-patterns"]
     model: str | None = Field(default=None, description="hf-classifier: local directory (or hub id with allow_download)")
     labels: list[str] | None = Field(default=None, description="hf-classifier: labels that count as positive")
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -49,6 +58,10 @@ def build_scorer(role: str, spec: ScorerSpec, *, allow_download: bool = False, d
         from audit.scorers.profanity import ProfanityScorer
 
         return ProfanityScorer(threshold=spec.threshold)
+    if spec.name == "refusal-patterns":
+        from audit.scorers.refusal import RefusalPatternScorer
+
+        return RefusalPatternScorer(threshold=spec.threshold)
     from audit.scorers.regard_lexicon import RegardLexiconScorer
 
     return RegardLexiconScorer(threshold=spec.threshold)
@@ -59,13 +72,15 @@ class ScorerSet:
     once, and shared by every probe (so a classifier loads once per run)."""
 
     def __init__(self, specs: dict[str, ScorerSpec] | None = None, *, allow_download: bool = False,
-                 device: str = "cpu", seed: int = 0, validate: bool = True) -> None:
+                 device: str = "cpu", seed: int = 0, validate: bool = True, pii: PIIOptions | None = None) -> None:
         self._specs = {role: ScorerSpec(name=default) for role, default in ROLES.items()}  # type: ignore[arg-type]
         for role, spec in (specs or {}).items():
             if role not in ROLES:
                 raise BadInput(f"--scorer {role}=...: unknown role (known: {', '.join(ROLES)})")
             self._specs[role] = spec
         self._built: dict[str, Scorer] = {}
+        self._pii_options = pii or PIIOptions()
+        self._pii: PIIDetector | None = None
         self._allow_download, self._device, self._seed, self._validate = allow_download, device, seed, validate
 
     def prepare(self, roles: list[str]) -> None:
@@ -86,3 +101,10 @@ class ScorerSet:
 
     def __getitem__(self, role: str) -> Scorer:
         return self.get(role)
+
+    def pii(self) -> PIIDetector:
+        """The run's PII and secret detector (presidio), built on first use."""
+        if self._pii is None:
+            o = self._pii_options
+            self._pii = PIIDetector(nlp_model=o.nlp_model, entities=o.entities or None, threshold=o.threshold)
+        return self._pii

@@ -14,7 +14,8 @@ from audit.scorers._base import Scorer
 from reports import Figure, ScorerValidation
 
 # The project's labelled sets, one per property a scorer can measure (files under probes/data/).
-VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl"}
+VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl",
+                   "refusal": "refusal_validation.jsonl"}
 
 
 class LabelledText(BaseModel):

@@ -15,6 +15,7 @@ _KNOWN_POSITIVE = {
     "toxicity": {"toxic", "toxicity", "offensive", "hate", "hateful", "abusive", "insult", "obscene", "threat",
                  "severe_toxic", "severe_toxicity", "identity_hate", "identity_attack"},
     "regard": {"negative"},
+    "refusal": {"refusal", "refuse", "refused", "decline"},
 }
 
 

