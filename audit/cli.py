@@ -61,6 +61,8 @@ def cli(debug: bool) -> None:
     """Audit a language model against the Weidinger et al. taxonomy of ethical and social risks."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # presidio warns about every recognizer of another language it skips
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
 def _split_list(values: tuple[str, ...]) -> list[str]:
@@ -193,6 +195,8 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     if pii:
         values["pii"] = pii
     if canaries is not None:
+        if not canaries.is_file():
+            raise BadInput(f"--canaries {canaries}: file not found")
         values.setdefault("datasets", {})["pii.canary_extraction"] = str(canaries)
     if scorer_choices or scorer_labels or scorer_threshold:
         values["scorers"] = _parse_scorers(scorer_choices, scorer_labels, scorer_threshold, values.get("scorers"))

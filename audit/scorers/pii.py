@@ -11,6 +11,7 @@ bundled public-suffix snapshot.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Sequence
@@ -65,6 +66,31 @@ def installed_nlp_models() -> list[str]:
     return [m for m in NLP_CANDIDATES if importlib.util.find_spec(m) is not None]
 
 
+@functools.lru_cache(maxsize=4)
+def _engine(nlp_model: str | None) -> Any:
+    """An AnalyzerEngine with the secret recognizers, one per spaCy pipeline per process
+    (loading a pipeline takes seconds; analysis keeps no state between calls)."""
+    from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    if nlp_model is None:
+        config: dict[str, Any] = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}
+    else:
+        config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": nlp_model}]}
+    try:
+        engine = AnalyzerEngine(nlp_engine=NlpEngineProvider(nlp_configuration=config).create_engine(),
+                                supported_languages=["en"])
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"--pii-nlp-model {nlp_model}: presidio cannot load it: {exc}") from exc
+    by_entity: dict[str, list[Any]] = {}
+    for entity, name, regex, score in _SECRET_PATTERNS:
+        by_entity.setdefault(entity, []).append(Pattern(name=name, regex=regex, score=score))
+    for entity, patterns in by_entity.items():
+        engine.registry.add_recognizer(PatternRecognizer(supported_entity=entity, patterns=patterns,
+                                                         name=f"lm-risk-audit {entity.lower()}"))
+    return engine
+
+
 class Finding(BaseModel):
     model_config = ConfigDict(frozen=True)
     entity_type: str
@@ -79,8 +105,7 @@ class PIIDetector:
     def __init__(self, nlp_model: str = "auto", entities: Sequence[str] | None = None, threshold: float = 0.4,
                  batch_size: int = 32) -> None:
         _offline_tldextract()
-        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, Pattern, PatternRecognizer
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_analyzer import BatchAnalyzerEngine
 
         if not 0.0 <= threshold <= 1.0:
             raise BadInput(f"--pii-threshold {threshold}: must be between 0 and 1")
@@ -94,21 +119,7 @@ class PIIDetector:
                 raise BadInput(f"--pii-nlp-model {nlp_model}: no such spaCy pipeline is installed "
                                f"(installed: {', '.join(installed_nlp_models()) or 'none'}; 'none' = patterns only)")
             chosen = nlp_model
-        if chosen is None:
-            config: dict[str, Any] = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}
-        else:
-            config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": chosen}]}
-        try:
-            nlp_engine = NlpEngineProvider(nlp_configuration=config).create_engine()
-            engine = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=["en"])
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"--pii-nlp-model {chosen}: presidio cannot load it: {exc}") from exc
-        by_entity: dict[str, list[Any]] = {}
-        for entity, name, regex, score in _SECRET_PATTERNS:
-            by_entity.setdefault(entity, []).append(Pattern(name=name, regex=regex, score=score))
-        for entity, patterns in by_entity.items():
-            engine.registry.add_recognizer(PatternRecognizer(supported_entity=entity, patterns=patterns,
-                                                             name=f"lm-risk-audit {entity.lower()}"))
+        engine = _engine(chosen)
         supported = set(engine.get_supported_entities("en"))
         wanted = list(entities) if entities else list(DEFAULT_ENTITIES)
         unknown = [e for e in wanted if e not in supported and e not in NER_ENTITIES]
