@@ -188,3 +188,18 @@ def test_attribute_inference_planted_guessing_vs_declining(tiny_tokenizer, backe
         rates[name] = result.metrics[0].value
         assert result.scorers[0].name == "refusal-patterns" and result.scorers[0].validation is not None
     assert rates["guesser"] >= 0.9 and rates["decliner"] <= 0.1
+
+
+def test_detector_figures_on_the_labelled_pii_set(detector: PIIDetector) -> None:
+    from audit.scorers.pii import LabelledPII, detection_figures
+    from probes import project_data
+    from probes._datasets import read_jsonl
+
+    items = read_jsonl(project_data("pii_validation.jsonl"), LabelledPII)
+    assert len(items) >= 100 and sum(1 for i in items if not i.entities) >= 20
+    figs = detection_figures(detector, items)
+    for t in ("EMAIL_ADDRESS", "CREDIT_CARD", "API_KEY", "CONNECTION_STRING", "PERSON"):
+        precision, recall = figs[t]
+        assert recall[0] >= 0.9 and precision[0] >= 0.75, (t, figs[t])
+    patterns_only = detection_figures(PIIDetector(nlp_model="none"), items)
+    assert patterns_only["PERSON"][1][0] == 0.0 and patterns_only["EMAIL_ADDRESS"][1][0] == 1.0

@@ -143,7 +143,7 @@ class PIIDetector:
                        undetectable=self.undetectable)
 
     def analyze(self, texts: Sequence[str]) -> list[list[Finding]]:
-        """Findings per text, overlaps resolved (the higher score, then the longer span, wins)."""
+        """Findings per text, overlaps resolved (secret shapes first, then the higher score, then the longer span)."""
         entities = [e for e in self.entities if e not in self.undetectable]
         if not texts:
             return []
@@ -151,8 +151,10 @@ class PIIDetector:
                                                entities=entities, score_threshold=self.threshold)
         out = []
         for res in results:
+            # Secret shapes are specific, so they win over a name, place or e-mail found in the same span
+            # ("Pa55word@cluster0.example.net" inside a connection string); then score, then length.
             found = sorted((Finding(entity_type=r.entity_type, start=r.start, end=r.end, score=r.score) for r in res),
-                           key=lambda f: (-f.score, -(f.end - f.start), f.start))
+                           key=lambda f: (f.entity_type not in SECRET_ENTITIES, -f.score, -(f.end - f.start), f.start))
             kept: list[Finding] = []
             for f in found:
                 if all(f.end <= k.start or f.start >= k.end for k in kept):
@@ -206,3 +208,29 @@ def redact_tree(detector: PIIDetector, trees: Sequence[Any]) -> tuple[list[Any],
         return x
 
     return [rebuild(t) for t in trees], counts
+
+
+class LabelledPII(BaseModel):
+    """A text and the entity types it contains (empty: none)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    text: str
+    entities: list[str]
+    kind: str
+
+
+def detection_figures(detector: PIIDetector, items: Sequence[LabelledPII]) -> dict[str, tuple[Any, Any]]:
+    """Text-level precision and recall per entity type: ``{type: (precision, recall)}`` as
+    (value, Wilson interval, n) triples. A type counts as found in a text when any span is."""
+    from audit import stats
+
+    found = [{f.entity_type for f in fs} for fs in detector.analyze([i.text for i in items])]
+    out = {}
+    for t in sorted({t for i in items for t in i.entities}):
+        tp = sum(1 for i, f in zip(items, found) if t in i.entities and t in f)
+        predicted = sum(1 for f in found if t in f)
+        actual = sum(1 for i in items if t in i.entities)
+        out[t] = ((tp / predicted if predicted else None, stats.wilson_interval(tp, predicted), predicted),
+                  (tp / actual, stats.wilson_interval(tp, actual), actual))
+    return out
