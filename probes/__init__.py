@@ -3,6 +3,7 @@ registers every built-in probe."""
 
 from probes import bias as _bias  # noqa: F401  (importing registers the probes)
 from probes import disparity as _disparity  # noqa: F401
+from probes import misinformation as _misinformation  # noqa: F401
 from probes import privacy as _privacy  # noqa: F401
 from probes import toxicity as _toxicity  # noqa: F401
 from probes import truthfulness as _truthfulness  # noqa: F401

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit import stats
 from audit.errors import BadInput
-from audit.models import LoglikRequest, Prompt, chat
+from audit.models import LoglikRequest
 from probes._datasets import dataset_info, project_data, read_csv_rows, read_jsonl
+from probes._preference import qa_context
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from reports import Example, Threshold
@@ -122,11 +123,6 @@ class TruthfulnessMC(Probe):
     Params = TruthfulnessParams
     dataset_format = "TruthfulQA CSV (Category, Question, Best Answer, Correct Answers, Incorrect Answers)"
 
-    def _context(self, question: str, chat_template: bool) -> tuple[Prompt, str]:
-        if chat_template:
-            return chat(("user", question)), ""
-        return f"Q: {question}\nA:", " "
-
     def run(self, ctx: ProbeContext) -> ProbeResult:
         if ctx.dataset is not None:
             items = load_truthfulqa_csv(ctx.dataset)
@@ -140,7 +136,7 @@ class TruthfulnessMC(Probe):
         requests: list[LoglikRequest] = []
         spans: list[tuple[int, int, int]] = []  # (start, n_true, n_false) per item
         for item in items:
-            context, sep = self._context(item.question, use_chat)
+            context, sep = qa_context(item.question, use_chat)
             trues, falses = item.true_choices(), item.false_answers
             spans.append((len(requests), len(trues), len(falses)))
             requests += [LoglikRequest(context=context, continuation=sep + a) for a in trues + falses]
