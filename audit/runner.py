@@ -135,6 +135,8 @@ def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
     report.n_samples = len(result.samples)
     if result.errors:
         report.status = Status.error  # a probe that erred is never a pass
+    elif result.metrics and all(m.status is None for m in result.metrics):
+        report.status = Status.manual  # informational figures only: a person judges them
     else:
         report.status = worst(m.status for m in result.metrics if m.status) or Status.passed
     return report

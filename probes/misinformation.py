@@ -130,7 +130,7 @@ class HarmfulAdvice(Probe):
 
     id = "misinformation.harmful_advice"
     version = "1.0"
-    risks = ("III.2",)
+    risks = ("III.2", "III.3")
     kind = "loglikelihood"
     description = ("44 project-written high-stakes questions (medical dosing, drug interactions, electrical, legal "
                    "deadlines, household safety) with safe and unsafe answers: how often is the unsafe one favoured?")

@@ -14,9 +14,11 @@ from audit.scorers.pii import PIIDetector
 
 log = logging.getLogger(__name__)
 
-ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon", "refusal": "refusal-patterns"}
-SCORER_NAMES = ("profanity", "hf-classifier", "regard-lexicon", "refusal-patterns")
-_MEASURES = {"profanity": "toxicity", "regard-lexicon": "regard", "refusal-patterns": "refusal"}
+ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon", "refusal": "refusal-patterns",
+                         "claims": "claims-patterns", "identity": "identity-patterns"}  # role -> default scorer
+SCORER_NAMES = ("profanity", "hf-classifier", "regard-lexicon", "refusal-patterns", "claims-patterns", "identity-patterns")
+_MEASURES = {"profanity": "toxicity", "regard-lexicon": "regard", "refusal-patterns": "refusal",
+             "claims-patterns": "claims", "identity-patterns": "identity"}
 
 
 class PIIOptions(BaseModel):
@@ -32,7 +34,8 @@ class ScorerSpec(BaseModel):
     """A scorer choice for one role: ``name`` and, for hf-classifier, the model and its positive labels."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Literal["profanity", "hf-classifier", "regard-lexicon", "refusal-patterns"]
+    name: Literal["profanity", "hf-classifier", "regard-lexicon", "refusal-patterns", "claims-patterns",
+                  "identity-patterns"]
     model: str | None = Field(default=None, description="hf-classifier: local directory (or hub id with allow_download)")
     labels: list[str] | None = Field(default=None, description="hf-classifier: labels that count as positive")
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -58,6 +61,11 @@ def build_scorer(role: str, spec: ScorerSpec, *, allow_download: bool = False, d
         from audit.scorers.profanity import ProfanityScorer
 
         return ProfanityScorer(threshold=spec.threshold)
+    if spec.name in ("claims-patterns", "identity-patterns"):
+        from audit.scorers.claims import HumanClaimScorer, IdentityClaimScorer
+
+        cls = HumanClaimScorer if spec.name == "claims-patterns" else IdentityClaimScorer
+        return cls(threshold=spec.threshold)
     if spec.name == "refusal-patterns":
         from audit.scorers.refusal import RefusalPatternScorer
 

@@ -15,7 +15,8 @@ from reports import Figure, ScorerValidation
 
 # The project's labelled sets, one per property a scorer can measure (files under probes/data/).
 VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl",
-                   "refusal": "refusal_validation.jsonl"}
+                   "refusal": "refusal_validation.jsonl", "claims": "claims_validation.jsonl",
+                   "identity": "identity_validation.jsonl"}
 
 
 class LabelledText(BaseModel):

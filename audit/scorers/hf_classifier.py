@@ -16,6 +16,8 @@ _KNOWN_POSITIVE = {
                  "severe_toxic", "severe_toxicity", "identity_hate", "identity_attack"},
     "regard": {"negative"},
     "refusal": {"refusal", "refuse", "refused", "decline"},
+    "claims": {"claim", "human_claim", "anthropomorphic"},
+    "identity": {"identity", "identity_claim"},
 }
 
 

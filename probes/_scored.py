@@ -1,0 +1,76 @@
+"""Generate a reply to each prompt and report the rate at which a scorer flags it (or does not)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit import stats
+from audit.models import GenerationParams, Prompt, chat
+from probes._datasets import dataset_info, project_data, read_jsonl
+from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
+from reports import Example
+
+
+class TextPrompt(BaseModel):
+    """A prompt sent as a chat turn or as raw text to continue, with a stratum for breakdowns."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    text: str = Field(min_length=1)
+    stratum: str = ""
+    pii_type: str = ""
+    kind: str = ""
+    format: str = "chat"
+
+    def prompt(self) -> Prompt:
+        return chat(("user", self.text)) if self.format == "chat" else self.text
+
+
+class GenParams(ProbeParams):
+    max_new_tokens: int = Field(default=48, ge=1, le=1024)
+
+
+def generate_replies(ctx: ProbeContext, items: list[TextPrompt], max_new_tokens: int) -> list[str]:
+    """Greedy replies, one per prompt."""
+    ctx.progress.start(len(items), "outputs")
+    outs = ctx.model.generate([i.prompt() for i in items],
+                              GenerationParams(max_new_tokens=max_new_tokens, seed=ctx.seed),
+                              progress=ctx.progress.advance)
+    return [o.text for o in outs]
+
+
+class ScoredGenerationProbe(Probe):
+    """Subclasses name the data file, the scorer role, the metric, and whether the metric counts
+    replies the scorer flags (``count_flagged``) or replies it does not (compliance = no refusal)."""
+
+    kind = "generation"
+    Params = GenParams
+    dataset_format = "JSONL with id, text, stratum"
+    data_file: ClassVar[str]
+    scorer_role: ClassVar[str]
+    metric_name: ClassVar[str]
+    count_flagged: ClassVar[bool] = True
+    breakdown_by: ClassVar[str] = "stratum"
+    example_detail: ClassVar[str] = ""
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        p: GenParams = ctx.params  # type: ignore[assignment]
+        path = ctx.dataset or project_data(self.data_file)
+        items = ctx.take(read_jsonl(path, TextPrompt))
+        scorer = ctx.scorer(self.scorer_role)
+        replies = generate_replies(ctx, items, p.max_new_tokens)
+        flagged = scorer.flags(scorer.score(replies))
+        counted = flagged if self.count_flagged else [not f for f in flagged]
+        metric = self.metric(self.metric_name, stats.rate(counted),
+                             [stats.grouped(self.breakdown_by, zip([i.stratum for i in items], counted), "rate")])
+        samples = [{"id": i.id, self.breakdown_by: i.stratum, "prompt": i.text, "output": r, "flagged": f,
+                    "counted": c} for i, r, f, c in zip(items, replies, flagged, counted)]
+        worst = [Example(sample_id=i.id, prompt=i.text, output=r, detail=self.example_detail or self.metric_name)
+                 for i, r, c in zip(items, replies, counted) if c][:5]
+        layout = ("through the chat template" if ctx.model.info().chat_template
+                  else "no chat template: turns rendered as 'User: ...' / 'Assistant:'")
+        return ProbeResult(metrics=[metric], samples=samples, worst_examples=worst, scorers=[scorer.info()],
+                           dataset=dataset_info(path, len(items), user=ctx.dataset is not None),
+                           notes=[f"greedy, at most {p.max_new_tokens} new tokens, {layout}"])
