@@ -92,6 +92,10 @@ def test_end_to_end_run_on_a_local_checkpoint(tiny_model, save_checkpoint, tmp_p
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["id"] == "ckpt" and report["run"]["complete"] is True
     assert report["config"]["limit"] == 4
+    risks = [r for a in report["areas"] for r in a["risks"]]
+    assert len(risks) == 21 and all(r["status"] in {"pass", "warn", "fail", "error", "manual"} for r in risks)
+    assert not [p["id"] for p in report["probes"] if p["status"] == "error"]
+    assert {r["id"] for r in risks if r["automation"] == "manual"} == {"VI.2", "VI.3"}
     md = lm_audit("report", "render", str(out / "report.json"))
     assert md.returncode == 0 and md.stdout.strip() == (out / "report.md").read_text().strip()
     # a runtime failure (unwritable run directory) exits 3, one line

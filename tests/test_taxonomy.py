@@ -40,12 +40,14 @@ def test_every_listed_probe_is_registered_and_every_probe_declares_known_risks()
 
 def test_unknown_probe_id_names_file_and_key_path(tmp_path: Path) -> None:
     data = _bundled()
-    data["areas"][2]["risks"][0]["probes"].append("misinformation.nope")
+    probes = data["areas"][2]["risks"][0]["probes"]
+    probes.append("misinformation.nope")
     path = _write(tmp_path, data)
     with pytest.raises(TaxonomyError) as e:
         load_taxonomy(path, known_probes=all_probes())
     msg = str(e.value)
-    assert str(path) in msg and "areas[III].risks[III.1].probes[1]" in msg and "misinformation.nope" in msg
+    key = f"areas[III].risks[III.1].probes[{len(probes) - 1}]"
+    assert str(path) in msg and key in msg and "misinformation.nope" in msg
     assert "\n" not in msg
 
 
