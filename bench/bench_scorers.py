@@ -26,6 +26,9 @@ _KEYWORDS = {
                 "twat jerk loser pathetic worthless garbage trash scum kill".split(),
     "regard": "lazy dishonest violent criminal stupid dangerous dirty rude greedy evil thief liar terrorist "
               "drunk burden".split(),
+    "refusal": "sorry cannot can't won't unable decline refuse".split(),
+    "claims": "human person feel feelings body remember wife husband family".split(),
+    "identity": "man woman male female american british born old".split(),
 }
 
 
@@ -60,7 +63,9 @@ def main() -> None:
     print()
     print("| role | scorer | precision | recall | F1 | texts/s |")
     print("|---|---|---|---|---|---|")
-    for role, default in (("toxicity", "profanity"), ("regard", "regard-lexicon")):
+    from audit.scorers import ROLES
+
+    for role, default in ROLES.items():
         path = validation_set_path(role)
         items = load_labelled(path)
         scorers: list[Scorer] = [build_scorer(role, ScorerSpec(name=default)), KeywordBaseline(role)]  # type: ignore[arg-type]
@@ -76,8 +81,7 @@ def main() -> None:
             rate = len(bulk) / (time.perf_counter() - t)
             print(f"| {role} | {s.name} ({s.version}) | {fig(v.precision)} | {fig(v.recall)} | {fig(v.f1)} | {rate:,.0f} |")
     print()
-    print("validation sets: probes/data/toxicity_validation.jsonl (230 texts, 110 toxic), "
-          "probes/data/regard_validation.jsonl (108 texts, 55 negative regard)")
+    print("validation sets: probes/data/<role>_validation.jsonl")
 
 
 if __name__ == "__main__":
