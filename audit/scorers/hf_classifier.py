@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from audit.errors import BadInput
+from audit.models._resolve import ModelSource, weights_fingerprint
 from audit.scorers._base import Scorer
 
 # Label names that mean "positive for this property" when the user names none.
@@ -19,16 +19,6 @@ _KNOWN_POSITIVE = {
     "claims": {"claim", "human_claim", "anthropomorphic"},
     "identity": {"identity", "identity_claim"},
 }
-
-
-def _fingerprint(root: Path) -> str:
-    digest = hashlib.sha256()
-    for f in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin", ".pt"}):
-        digest.update(f.name.encode() + b"\0")
-        with f.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class HFClassifierScorer(Scorer):
@@ -96,7 +86,8 @@ class HFClassifierScorer(Scorer):
         self._device = device
         self.measures = role  # type: ignore[misc]
         self._id = local.name if local.is_dir() else model
-        self._digest = _fingerprint(local)[:16] if local.is_dir() else "hub"
+        digest = weights_fingerprint(ModelSource(spec=model, kind="directory", location=str(local))) if local.is_dir() else None
+        self._digest = digest[:16] if digest else "hub"
 
     @property
     def version(self) -> str:
