@@ -169,6 +169,8 @@ def _scorer_options(f: Any) -> Any:
 @click.option("--pii-threshold", type=float, help="presidio score at which a finding counts (default 0.4).")
 @click.option("--canaries", type=click.Path(path_type=Path),
               help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
+@click.option("--policy", help="Release policy YAML (or 'default'): exit 1 when a blocking check fails.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write the policy checks as JUnit XML here.")
 @click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
@@ -227,6 +229,39 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
             click.echo(f"  probe {p.id} errored: {_one_line(p.errors[0])}", err=True)
     click.echo(f"report: {run_dir / 'report.json'}")
     click.echo(f"report: {run_dir / 'report.md'}")
+    if report.policy is not None:
+        _print_gate(report.policy)
+        if report.policy.exit_code:
+            raise click.exceptions.Exit(EXIT_POLICY)
+
+
+def _print_gate(gate: Any) -> None:
+    blocking, warnings = gate.blocking_failures, gate.warnings
+    click.echo(f"policy {gate.policy}: {len(gate.checks)} checks, {len(blocking)} blocking failure(s), "
+               f"{len(warnings)} warning(s)")
+    for c in blocking:
+        click.echo(f"  BLOCK {c.name}: {c.message}")
+    for c in warnings:
+        click.echo(f"  warn  {c.name}: {c.message}")
+
+
+@cli.command(name="gate")
+@click.argument("report_file", type=click.Path(path_type=Path))
+@click.option("--policy", default="default", show_default=True, help="Release policy YAML, or 'default'.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write the checks as JUnit XML here.")
+def gate_cmd(report_file: Path, policy: str, junit: Path | None) -> None:
+    """Apply a release policy to an existing report.json (no model): exit 1 on a blocking failure."""
+    from audit.policy import evaluate, load_policy
+    from reports import atomic_write_text, load_report, render_junit
+
+    pol = load_policy(None if policy == "default" else Path(policy))
+    rep = load_report(report_file)
+    rep.policy = evaluate(pol, rep, path=policy)
+    if junit:
+        atomic_write_text(junit, render_junit(rep))
+    _print_gate(rep.policy)
+    if rep.policy.exit_code:
+        raise click.exceptions.Exit(EXIT_POLICY)
 
 
 @cli.command(name="taxonomy")

@@ -36,6 +36,8 @@ class AuditConfig(BaseModel):
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
     pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
+    policy: str | None = Field(default=None, description="release policy YAML, or 'default' for the packaged one")
+    junit: Path | None = Field(default=None, description="write the policy checks as JUnit XML here")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -224,6 +224,11 @@ def run_audit(
     if not probes:
         raise BadInput("the selection (--areas/--risks/--probes) contains no automated probe")
     params = _probe_params(config, probes)
+    policy = None
+    if config.policy is not None:
+        from audit.policy import load_policy
+
+        policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
 
     say = notify or (lambda msg: log.info("%s", msg))
     source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
@@ -301,5 +306,13 @@ def run_audit(
         report.errors.append(str(exc))
         save(complete=False)
         raise
+    if policy is not None:
+        from audit.policy import evaluate
+
+        report.policy = evaluate(policy, report, path=str(config.policy))
     save(complete=True)
+    if config.junit is not None:
+        from reports import render_junit
+
+        atomic_write_text(config.junit, render_junit(report))
     return report

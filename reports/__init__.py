@@ -2,12 +2,14 @@
 
 from reports._escape import escape_markdown
 from reports._io import ReportError, atomic_write_text, load_report, report_json_schema, write_report
+from reports._junit import render_junit
 from reports._markdown import render_markdown
 from reports._schema import (
     SCHEMA_VERSION,
     AreaReport,
     AuditReport,
     Breakdown,
+    CheckResult,
     DatasetInfo,
     Example,
     Figure,
@@ -17,6 +19,7 @@ from reports._schema import (
     Metric,
     ModelInfo,
     PIIReport,
+    PolicyReport,
     ProbeReport,
     RiskReport,
     RunInfo,
@@ -34,6 +37,7 @@ __all__ = [
     "AreaReport",
     "AuditReport",
     "Breakdown",
+    "CheckResult",
     "DatasetInfo",
     "Example",
     "Figure",
@@ -43,6 +47,7 @@ __all__ = [
     "Metric",
     "ModelInfo",
     "PIIReport",
+    "PolicyReport",
     "ProbeReport",
     "ReportError",
     "RiskReport",
@@ -57,6 +62,7 @@ __all__ = [
     "atomic_write_text",
     "escape_markdown",
     "load_report",
+    "render_junit",
     "render_markdown",
     "report_json_schema",
     "write_report",

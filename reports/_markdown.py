@@ -173,6 +173,16 @@ def render_markdown(report: AuditReport) -> str:
                "*manual* when only a person can judge it (see the checklist).")
     out.append("")
 
+    if report.policy is not None:
+        g = report.policy
+        verdict = "**BLOCKED**" if g.blocking_failures else "**passed**"
+        out += ["## Release gate", "",
+                f"Policy {esc(g.policy)}: {verdict} — {len(g.checks)} checks, {len(g.blocking_failures)} blocking "
+                f"failure(s), {len(g.warnings)} warning(s).", ""]
+        failed = [c for c in g.checks if not c.passed]
+        if failed:
+            out += _table(["severity", "check", "area", "outcome"],
+                          ([c.severity, esc(c.name), esc(c.area), esc(c.message)] for c in failed))
     out += ["## Coverage matrix", ""]
     out += _table(["risk", "name", "automation", "status", "probes run", "probes not run"],
                   (_risk_line(r) for a in report.areas for r in a.risks))

@@ -128,6 +128,44 @@ class PIIReport(_Model):
     redacted: dict[str, int] = Field(default_factory=dict)
 
 
+class CheckResult(_Model):
+    """One evaluated policy check: what was compared, the outcome, and a one-line message."""
+
+    name: str
+    area: str
+    risk: str = ""
+    probe: str = ""
+    metric: str = ""
+    severity: Literal["block", "warn"]
+    passed: bool
+    value: float | None = None
+    ci: Interval | None = None
+    n: int | None = None
+    bound: str = ""
+    message: str
+
+
+class PolicyReport(_Model):
+    """A release policy applied to this report."""
+
+    policy: str
+    path: str = ""
+    checks: list[CheckResult] = Field(default_factory=list)
+
+    @property
+    def blocking_failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.severity == "block"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.severity == "warn"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a blocking check failed, else 0."""
+        return 1 if self.blocking_failures else 0
+
+
 class DatasetInfo(_Model):
     name: str
     origin: Literal["project", "user"]
@@ -246,6 +284,7 @@ class AuditReport(_Model):
     config: dict[str, Any] = Field(default_factory=dict)
     show_pii: bool = False
     pii: PIIReport | None = None
+    policy: PolicyReport | None = None
     summary: Summary
     areas: list[AreaReport]
     probes: list[ProbeReport]

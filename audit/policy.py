@@ -1,0 +1,174 @@
+"""Release policies: checks on a report's metrics and risks, each blocking or warning.
+
+A policy is YAML validated by pydantic. A metric check names a probe and a metric and a
+bound (``max`` or ``min``) applied to the point value or to one end of the 95% interval
+(``on: upper_ci`` makes a ``max`` bar require the whole interval to clear it). A risk
+check bounds a risk's status. A probe that errored, or a check whose metric is missing,
+fails. Severity comes from the check, else its area's default, else the policy default.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from audit.errors import BadInput
+from reports import AuditReport, CheckResult, Metric, PolicyReport, Status
+
+Severity = Literal["block", "warn"]
+_STATUS_ORDER = {"pass": 0, "manual": 0, "warn": 1, "not_evaluated": 2, "fail": 3, "error": 4}
+
+
+class MetricCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    probe: str
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    on: Literal["value", "upper_ci", "lower_ci"] = "value"
+    severity: Severity | None = None
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> MetricCheck:
+        if (self.max is None) == (self.min is None):
+            raise ValueError("a metric check needs exactly one of max or min")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.id or f"{self.probe}.{self.metric} {'<=' if self.max is not None else '>='} " \
+                          f"{self.max if self.max is not None else self.min} ({self.on})"
+
+
+class RiskCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    risk: str = Field(description="a risk id, or * for every risk with probes")
+    max_status: Literal["pass", "warn", "fail"] = "warn"
+    severity: Severity | None = None
+
+    @property
+    def name(self) -> str:
+        return self.id or f"risk {self.risk} at most {self.max_status}"
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "policy"
+    severity: Severity = "block"
+    areas: dict[str, Severity] = Field(default_factory=dict, description="default severity per risk area")
+    errored_probes: Severity | Literal["ignore"] = "block"
+    checks: list[MetricCheck | RiskCheck] = Field(default_factory=list)
+
+
+DEFAULT_POLICY = Path(str(resources.files("audit").joinpath("policies", "default.yaml")))
+
+
+def load_policy(path: Path | None) -> Policy:
+    """A policy file (the packaged default when None); BadInput names the file and key."""
+    path = path or DEFAULT_POLICY
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"--policy {path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise BadInput(f"--policy {path}: {'line ' + str(mark.line + 1) + ': ' if mark else ''}malformed YAML") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadInput(f"--policy {path}: expected a mapping at the top level")
+    raw_checks = data.get("checks") or []
+    if not isinstance(raw_checks, list):
+        raise BadInput(f"--policy {path}: checks: expected a list")
+    checks: list[MetricCheck | RiskCheck] = []
+    for i, raw in enumerate(raw_checks):
+        if not isinstance(raw, dict):
+            raise BadInput(f"--policy {path}: checks[{i}]: expected a mapping")
+        if True in raw:  # YAML 1.1 reads the key `on` as the boolean true
+            raw = {("on" if k is True else k): v for k, v in raw.items()}
+        model: type[MetricCheck] | type[RiskCheck] = RiskCheck if "risk" in raw else MetricCheck
+        try:
+            checks.append(model.model_validate(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise BadInput(f"--policy {path}: checks[{i}]{'.' + loc if loc else ''}: {err['msg']}") from None
+    try:
+        return Policy.model_validate({**data, "checks": checks})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise BadInput(f"--policy {path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+
+def _bound_value(m: Metric, on: str) -> float | None:
+    if on == "value" or m.ci is None:
+        return m.value
+    return m.ci.high if on == "upper_ci" else m.ci.low
+
+
+def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyReport:
+    """Apply ``policy`` to ``report``."""
+    area_of_risk = {r.id: a.id for a in report.areas for r in a.risks}
+    risks = {r.id: r for a in report.areas for r in a.risks}
+
+    def severity(explicit: Severity | None, area: str) -> Severity:
+        return explicit or policy.areas.get(area) or policy.severity
+
+    out: list[CheckResult] = []
+    if policy.errored_probes != "ignore":
+        for p in report.probes:
+            if p.status is Status.error:
+                area = area_of_risk.get(p.risks[0], "") if p.risks else ""
+                out.append(CheckResult(name=f"probe {p.id} ran without error", area=area, probe=p.id,
+                                       severity=policy.errored_probes, passed=False,
+                                       message=f"probe {p.id} errored: {p.errors[0] if p.errors else 'unknown error'}"))
+    for check in policy.checks:
+        if isinstance(check, RiskCheck):
+            ids = [r for r in risks if risks[r].probes or risks[r].probes_not_run] if check.risk == "*" else [check.risk]
+            for rid in ids:
+                if rid not in risks:
+                    raise BadInput(f"--policy: check {check.name!r}: the report has no risk {rid}")
+                r = risks[rid]
+                ok = _STATUS_ORDER.get(r.status.value, 4) <= _STATUS_ORDER[check.max_status]
+                out.append(CheckResult(name=check.name if check.risk != "*" else f"risk {rid} at most {check.max_status}",
+                                       area=area_of_risk[rid], risk=rid, severity=severity(check.severity,
+                                                                                           area_of_risk[rid]),
+                                       passed=ok, bound=f"status <= {check.max_status}",
+                                       message=f"risk {rid} ({r.name}) is {r.status.value}"
+                                               + ("" if ok else f", above {check.max_status}")))
+            continue
+        try:
+            probe = report.probe(check.probe)
+        except KeyError:
+            probe = None
+        metric = next((m for m in probe.metrics if m.name == check.metric), None) if probe else None
+        risk = probe.risks[0] if probe and probe.risks else ""
+        area = area_of_risk.get(risk, "")
+        bound = f"{'max' if check.max is not None else 'min'} {check.max if check.max is not None else check.min} " \
+                f"on {check.on}"
+        if metric is None or metric.value is None:
+            why = "probe did not run" if probe is None else ("probe errored" if probe.status is Status.error
+                                                             else "metric not in the report")
+            out.append(CheckResult(name=check.name, area=area, risk=risk, probe=check.probe, metric=check.metric,
+                                   severity=severity(check.severity, area), passed=not check.required, bound=bound,
+                                   message=f"{check.probe}.{check.metric}: not evaluated ({why})"))
+            continue
+        x = _bound_value(metric, check.on)
+        assert x is not None
+        ok = x <= check.max if check.max is not None else x >= check.min  # type: ignore[operator]
+        ci = f" [{metric.ci.low:.4g}, {metric.ci.high:.4g}]" if metric.ci else ""
+        out.append(CheckResult(
+            name=check.name, area=area, risk=risk, probe=check.probe, metric=check.metric,
+            severity=severity(check.severity, area), passed=ok, value=metric.value, ci=metric.ci, n=metric.n,
+            bound=bound,
+            message=(f"{check.probe}.{check.metric} = {metric.value:.4g}{ci} (n={metric.n}); {check.on} {x:.4g} "
+                     f"{'within' if ok else 'violates'} {bound.split(' on ')[0]}"),
+        ))
+    return PolicyReport(policy=policy.name, path=path, checks=out)
