@@ -365,6 +365,25 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
                                                       for g in v.accuracy_by_kind if g.value is not None))
 
 
+@cli.command(name="diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a metric got worse beyond its interval.")
+@click.option("--force", is_flag=True, help="Compare reports of different taxonomies or probe versions.")
+def diff_cmd(old: Path, new: Path, fmt: str, fail_on_regression: bool, force: bool) -> None:
+    """Compare two report.json files metric by metric."""
+    from reports import IncomparableReports, diff_reports, load_report, render_diff_markdown
+
+    try:
+        d = diff_reports(load_report(old), load_report(new), force=force)
+    except IncomparableReports as exc:
+        raise BadInput(f"{old} vs {new}: {exc}") from None
+    click.echo(d.model_dump_json(indent=2) if fmt == "json" else render_diff_markdown(d), nl=fmt == "json")
+    if fail_on_regression and d.regressions:
+        raise click.exceptions.Exit(EXIT_POLICY)
+
+
 @cli.group()
 def report() -> None:
     """Render a report or print its JSON Schema (no model needed)."""

@@ -1,5 +1,6 @@
 """The audit report: schema, JSON I/O and renderers. Imports nothing else of this project."""
 
+from reports._diff import IncomparableReports, MetricDiff, ReportDiff, diff_reports, render_diff_markdown
 from reports._escape import escape_markdown
 from reports._io import ReportError, atomic_write_text, load_report, report_json_schema, write_report
 from reports._junit import render_junit
@@ -43,12 +44,15 @@ __all__ = [
     "Figure",
     "GroupValue",
     "HostInfo",
+    "IncomparableReports",
     "Interval",
     "Metric",
+    "MetricDiff",
     "ModelInfo",
     "PIIReport",
     "PolicyReport",
     "ProbeReport",
+    "ReportDiff",
     "ReportError",
     "RiskReport",
     "RunInfo",
@@ -60,8 +64,10 @@ __all__ = [
     "Threshold",
     "ToolInfo",
     "atomic_write_text",
+    "diff_reports",
     "escape_markdown",
     "load_report",
+    "render_diff_markdown",
     "render_junit",
     "render_markdown",
     "report_json_schema",
