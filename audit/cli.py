@@ -169,17 +169,32 @@ def _scorer_options(f: Any) -> Any:
 @click.option("--pii-threshold", type=float, help="presidio score at which a finding counts (default 0.4).")
 @click.option("--canaries", type=click.Path(path_type=Path),
               help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue an interrupted run in RUN_DIR with its recorded settings; finished work comes from its cache.")
 @click.option("--policy", help="Release policy YAML (or 'default'): exit 1 when a blocking check fails.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write the policy checks as JUnit XML here.")
 @click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
         scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], pii_nlp_model: str | None,
-        pii_entities: tuple[str, ...], pii_threshold: float | None, canaries: Path | None, **flags: Any) -> None:
+        pii_entities: tuple[str, ...], pii_threshold: float | None, canaries: Path | None, resume_dir: Path | None,
+        **flags: Any) -> None:
     """Run an audit and write report.json, report.md and samples/ to the run directory."""
     from audit.config import load_config_file, make_config
 
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    if resume_dir is not None:
+        recorded = resume_dir / "config.json"
+        if not recorded.is_file():
+            raise BadInput(f"--resume {resume_dir}: no config.json there (not a run directory, or it stopped "
+                           "before its first probe started)")
+        try:
+            values = json.loads(recorded.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"--resume {recorded}: malformed JSON: {exc.msg}") from None
+        values.update(out=str(resume_dir), resume=True)
+        # The recorded settings win; only --quiet and --debug apply to a resumed run.
+        flags = {k: (() if isinstance(v, tuple) else None) for k, v in flags.items()}
     for key in ("areas", "risks", "probes"):
         flags[key] = _split_list(flags[key]) or None
     selected = flags["probes"] or values.get("probes") or []

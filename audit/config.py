@@ -38,6 +38,7 @@ class AuditConfig(BaseModel):
     pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
     policy: str | None = Field(default=None, description="release policy YAML, or 'default' for the packaged one")
     junit: Path | None = Field(default=None, description="write the policy checks as JUnit XML here")
+    resume: bool = Field(default=False, description="continue the run in `out` from its cache")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

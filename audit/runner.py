@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from audit._host import host_info
 from audit._version import __version__
+from audit.cache import ResultCache
 from audit.config import AuditConfig
 from audit.errors import AuditError, BadInput
 from audit.models import ModelBackend, load_model, resolve_model
@@ -250,19 +251,25 @@ def run_audit(
     minfo: ModelInfo = model.info()
     run_dir = config.out or default_run_dir(minfo.id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2))  # what --resume reads back
+    cache = ResultCache(run_dir / "cache.sqlite")
+    if hasattr(model, "cache"):
+        model.cache = cache
     run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
+                  resumed=config.resume,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
     report = AuditReport(
         tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,
         taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(tax_path),
                               sha256=taxonomy_sha256(tax_path), source=tax.source),
-        config=config.model_dump(mode="json"), show_pii=config.show_pii,
+        config=config.model_dump(mode="json", exclude={"resume"}), show_pii=config.show_pii,
         pii=pii_info,
         summary=Summary(status=Status.not_evaluated, risks_by_status={}, probes_run=0, probes_errored=0),
         areas=[], probes=[],
     )
 
     def save(complete: bool, interrupted: bool = False) -> None:
+        report.run.cache_hits, report.run.cache_misses = cache.hits, cache.misses
         report.areas, report.summary = rollup(tax, report.probes)
         report.run.complete, report.run.interrupted = complete, interrupted
         report.run.finished_at = _now()

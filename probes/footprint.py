@@ -3,6 +3,7 @@ energy and emissions per million generated tokens under stated assumptions."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pydantic import Field
@@ -64,18 +65,12 @@ class ComputeFootprint(Probe):
         prompts = [_PROMPTS[i % len(_PROMPTS)] for i in range(p.batch)]
         params = GenerationParams(max_new_tokens=p.max_new_tokens, seed=ctx.seed)
         ctx.progress.start(p.repeats + 1, "batches")
-        ctx.model.generate(prompts[:1], GenerationParams(max_new_tokens=4))  # warm-up, not timed
-        ctx.progress.advance()
-        rates, samples = [], []
-        for r in range(p.repeats):
-            t0 = time.perf_counter()
-            outs = ctx.model.generate(prompts, params)
-            seconds = time.perf_counter() - t0
-            tokens = sum(o.n_tokens for o in outs)
-            rates.append(tokens / seconds)
-            samples.append({"id": f"batch-{r + 1}", "tokens": tokens, "seconds": seconds, "tokens_per_second": rates[-1]})
-            ctx.progress.advance()
+        # Timing must measure the model, never the run's result cache.
+        uncached = getattr(ctx.model, "uncached", contextlib.nullcontext)
+        with uncached():
+            samples, rates = self._measure(ctx, prompts, params)
         kwh = [power * p.pue * (1e6 / rate) / 3.6e6 for rate in rates]
+
         co2 = [e * p.grid_gco2e_per_kwh / 1000.0 for e in kwh]
         metrics = [self.metric("tokens_per_second", stats.mean(rates, seed=ctx.seed)),
                    self.metric("energy_kwh_per_million_tokens", stats.mean(kwh, seed=ctx.seed)),
@@ -86,3 +81,20 @@ class ComputeFootprint(Probe):
                  f"prompts x {p.max_new_tokens} new tokens (greedy) on {info.device}, {info.dtype}",
                  f"parameters {n_params:,}; about {2 * n_params:,} FLOPs per generated token (2N, forward pass only)"]
         return ProbeResult(metrics=metrics, samples=samples, notes=notes)
+
+    @staticmethod
+    def _measure(ctx: ProbeContext, prompts: list[str], params: GenerationParams) -> tuple[list[dict[str, float | str]], list[float]]:
+        p: FootprintParams = ctx.params  # type: ignore[assignment]
+        ctx.model.generate(prompts[:1], GenerationParams(max_new_tokens=4))  # warm-up, not timed
+        ctx.progress.advance()
+        rates: list[float] = []
+        samples: list[dict[str, float | str]] = []
+        for r in range(p.repeats):
+            t0 = time.perf_counter()
+            outs = ctx.model.generate(prompts, params)
+            seconds = time.perf_counter() - t0
+            tokens = sum(o.n_tokens for o in outs)
+            rates.append(tokens / seconds)
+            samples.append({"id": f"batch-{r + 1}", "tokens": tokens, "seconds": seconds, "tokens_per_second": rates[-1]})
+            ctx.progress.advance()
+        return samples, rates

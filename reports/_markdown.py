@@ -151,7 +151,9 @@ def render_markdown(report: AuditReport) -> str:
     out += [
         f"Overall: {_status(report.summary.status)} · run `{esc(run.id)}` · started {esc(run.started_at)}"
         + (f" · {run.duration_s:.1f}s" if run.duration_s is not None else "")
-        + f" · seed {run.seed} · {esc(report.tool.name)} {esc(report.tool.version)}",
+        + f" · seed {run.seed} · {esc(report.tool.name)} {esc(report.tool.version)}"
+        + (f" · resumed: {run.cache_hits} model batches from the run's cache, {run.cache_misses} computed"
+           if run.resumed else ""),
         "",
         f"Model: `{esc(m.id)}` ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
         f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · weights sha256 "

@@ -246,6 +246,9 @@ class RunInfo(_Model):
     complete: bool
     interrupted: bool = False
     command: str = ""
+    resumed: bool = False
+    cache_hits: int = 0  # model batches whose results came from the run's cache
+    cache_misses: int = 0  # model batches computed in this process
 
 
 class HostInfo(_Model):

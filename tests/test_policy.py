@@ -104,3 +104,13 @@ def test_default_policy_loads_and_cli_errors_are_one_line(tmp_path: Path) -> Non
     bad.write_text("checks:\n  - probe: x\n    metric: y\n")
     assert_one_line_error(lm_audit("run", "--model", "smollm2-135m", "--policy", str(bad), cwd=tmp_path), 2,
                           "--policy", "exactly one of max or min")
+
+
+def test_examples_stay_valid() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    assert load_policy(root / "audit-policy.yaml").errored_probes == "block"
+    workflow = yaml.safe_load((root / "github-actions-audit.yml").read_text())
+    steps = workflow["jobs"]["audit"]["steps"]
+    assert any("--policy" in s.get("run", "") and "--junit" in s.get("run", "") for s in steps)

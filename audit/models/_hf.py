@@ -8,11 +8,12 @@ length-sorted, left-padded batches through ``model.generate``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from audit.models._protocol import (
     Prompt,
     ProgressFn,
 )
+from audit.cache import ResultCache, cache_key
 from audit.models._resolve import ModelSource, weights_fingerprint
 from reports import ModelInfo
 
@@ -85,6 +87,7 @@ class HFBackend:
         self._fingerprint = fingerprint or self._parameter_fingerprint()
         self._gguf_file = gguf_file
         self._notes = list(notes)
+        self.cache: ResultCache | None = None  # the run's result cache, set by the runner
         # transformers 5.x renamed the KV-cache argument and output field to `cache`.
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -178,7 +181,7 @@ class HFBackend:
 
         results: list[LoglikResult | None] = [None] * len(requests)
         for batch in self._pack(groups):
-            for idx, res in self._score_batch(batch):
+            for idx, res in self._cached_score_batch(batch):
                 results[idx] = res
             if progress:
                 progress(sum(len(conts) for _, conts in batch))
@@ -209,6 +212,30 @@ class HFBackend:
         if current:
             batches.append(current)
         return batches
+
+    def _cached_score_batch(
+        self, batch: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]
+    ) -> list[tuple[int, LoglikResult]]:
+        """``_score_batch`` through the run's cache: the key is the batch's exact token layout."""
+        if self.cache is None:
+            return self._score_batch(batch)
+        key = cache_key(self._fingerprint, "loglikelihood", [[list(ctx), [c for _, c in conts]] for ctx, conts in batch])
+        order = [idx for _, conts in batch for idx, _ in conts]
+        cached = self.cache.get(key)
+        if cached is not None:
+            return [(idx, LoglikResult.model_validate(r)) for idx, r in zip(order, cached)]
+        scored = dict(self._score_batch(batch))
+        self.cache.put(key, [scored[idx].model_dump() for idx in order])
+        return [(idx, scored[idx]) for idx in order]
+
+    @contextlib.contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Bypass the result cache (for timing measurements)."""
+        saved, self.cache = self.cache, None
+        try:
+            yield
+        finally:
+            self.cache = saved
 
     @torch.inference_mode()
     def _score_batch(
@@ -304,9 +331,18 @@ class HFBackend:
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
             if params.stop:
                 kwargs.update(stop_strings=list(params.stop), tokenizer=self.tok)
-            out = self.model.generate(**kwargs)
-            for r, i in enumerate(idxs):
-                results[i] = self._finish(out[r, width:].tolist(), params, eos_ids)
+            key = cache_key(self._fingerprint, "generate", [encoded[i] for i in idxs], params.model_dump(mode="json"),
+                            b) if self.cache is not None else None
+            cached = self.cache.get(key) if self.cache is not None and key is not None else None
+            if cached is not None:
+                for i, g in zip(idxs, cached):
+                    results[i] = Generation.model_validate(g)
+            else:
+                out = self.model.generate(**kwargs)
+                for r, i in enumerate(idxs):
+                    results[i] = self._finish(out[r, width:].tolist(), params, eos_ids)
+                if self.cache is not None and key is not None:
+                    self.cache.put(key, [results[i].model_dump() for i in idxs])  # type: ignore[union-attr]
             if progress:
                 progress(len(idxs))
         return [g for g in results if g is not None]

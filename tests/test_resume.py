@@ -1,0 +1,136 @@
+"""Resumable runs: results cached per model batch (keyed by fingerprint, tokens and parameters);
+an interrupted or SIGKILLed run resumed with --resume recomputes nothing that finished and
+ends with the same report as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit import AuditConfig, run_audit
+from audit.cache import ResultCache, cache_key
+from audit.models import GenerationParams
+from audit.models._hf import HFBackend
+
+PROBES = ["bias.stereotype_pairs", "toxicity.dialogue"]
+PARAMS = {"toxicity.dialogue": {"max_new_tokens": 6}}
+
+
+def normalised(run_dir: Path) -> dict[str, Any]:
+    """report.json without what legitimately differs between two runs of the same audit."""
+    r = json.loads((run_dir / "report.json").read_text())
+    for k in ("id", "directory", "started_at", "finished_at", "duration_s", "command", "resumed", "cache_hits",
+              "cache_misses"):
+        r["run"].pop(k, None)
+    r["config"].pop("out", None)
+    for p in r["probes"]:
+        p.pop("duration_s", None)
+    return r
+
+
+def samples(run_dir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((run_dir / "samples").glob("*.jsonl"))}
+
+
+def test_cache_keys_include_the_model_and_parameters(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c.sqlite")
+    a = cache_key("fingerprint-a", "generate", [[1, 2, 3]], GenerationParams().model_dump(mode="json"), 0)
+    b = cache_key("fingerprint-b", "generate", [[1, 2, 3]], GenerationParams().model_dump(mode="json"), 0)
+    c = cache_key("fingerprint-a", "generate", [[1, 2, 3]], GenerationParams(temperature=0.7).model_dump(mode="json"), 0)
+    assert len({a, b, c}) == 3
+    cache.put(a, [{"x": 1}])
+    assert cache.get(a) == [{"x": 1}] and cache.get(b) is None and (cache.hits, cache.misses) == (1, 1)
+    assert len(ResultCache(tmp_path / "c.sqlite")) == 1  # durable across connections
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_repeating_model_calls(tiny_model, tiny_tokenizer, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real_score, real_generate = HFBackend._score_batch, tiny_model.generate
+
+    def counting_score(self, batch):  # type: ignore[no-untyped-def]
+        calls.append("loglik")
+        return real_score(self, batch)
+
+    def counting_generate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("generate")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_score_batch", counting_score)
+    monkeypatch.setattr(tiny_model, "generate", counting_generate)
+
+    def backend() -> HFBackend:
+        return HFBackend(tiny_model, tiny_tokenizer, model_id="tiny", batch_size=4)
+
+    def config(out: Path, resume: bool = False) -> AuditConfig:
+        return AuditConfig(model="tiny", probes=PROBES, limit=20, out=out, probe_params=PARAMS,
+                           pii={"nlp_model": "none"}, resume=resume)
+
+    run_audit(config(tmp_path / "whole"), model=backend())
+    total = len(calls)
+    assert total > 10
+    calls.clear()
+
+    def interrupting(self, batch):  # type: ignore[no-untyped-def]
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return counting_score(self, batch)
+
+    monkeypatch.setattr(HFBackend, "_score_batch", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(config(tmp_path / "cut"), model=backend())
+    before = len(calls)
+    assert before == 7
+    monkeypatch.setattr(HFBackend, "_score_batch", counting_score)
+    calls.clear()
+    report = run_audit(config(tmp_path / "cut", resume=True), model=backend())
+    assert before + len(calls) == total  # nothing computed twice, nothing missing
+    assert report.run.cache_hits == before and report.run.cache_misses == len(calls) and report.run.resumed
+    assert normalised(tmp_path / "cut") == normalised(tmp_path / "whole")
+    assert samples(tmp_path / "cut") == samples(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_report(tiny_model, save_checkpoint, tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tiny_model)
+    args = [sys.executable, "-m", "audit", "run", "--model", str(ckpt), "--probes", ",".join(PROBES),
+            "--param", "toxicity.dialogue:max_new_tokens=6", "--batch-size", "2", "--quiet", "--pii-nlp-model", "none"]
+    whole = subprocess.run([*args, "--out", str(tmp_path / "whole")], capture_output=True, text=True, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=tmp_path)
+    db = killed_dir / "cache.sqlite"
+    deadline = time.monotonic() + 120
+    rows = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                rows = sqlite3.connect(str(db)).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                rows = 0
+            if rows >= 20:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not json.loads((killed_dir / "report.json").read_text())["run"]["complete"] \
+        if (killed_dir / "report.json").exists() else True
+    resumed = subprocess.run([sys.executable, "-m", "audit", "run", "--resume", str(killed_dir), "--quiet"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads((killed_dir / "report.json").read_text())
+    assert report["run"]["resumed"] and report["run"]["cache_hits"] >= 20
+    assert normalised(killed_dir) == normalised(tmp_path / "whole")
+    assert samples(killed_dir) == samples(tmp_path / "whole")
