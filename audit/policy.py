@@ -49,7 +49,7 @@ class MetricCheck(BaseModel):
 class RiskCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str | None = None
-    risk: str = Field(description="a risk id, or * for every risk with probes")
+    risk: str = Field(description="a risk id, or * for every risk whose probes ran in the audit")
     max_status: Literal["pass", "warn", "fail"] = "warn"
     severity: Severity | None = None
 
@@ -131,7 +131,9 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
                                        message=f"probe {p.id} errored: {p.errors[0] if p.errors else 'unknown error'}"))
     for check in policy.checks:
         if isinstance(check, RiskCheck):
-            ids = [r for r in risks if risks[r].probes or risks[r].probes_not_run] if check.risk == "*" else [check.risk]
+            # "*": every risk whose probes ran in this audit (a partial audit is gated on what it measured);
+            # a risk named explicitly must have been evaluated.
+            ids = [r for r in risks if risks[r].probes] if check.risk == "*" else [check.risk]
             for rid in ids:
                 if rid not in risks:
                     raise BadInput(f"--policy: check {check.name!r}: the report has no risk {rid}")
