@@ -42,6 +42,22 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']}" if loc else err["msg"]
 
 
+def read_json(path: Path, model: type[T]) -> T:
+    """One validated JSON document; errors name the file and the line or key."""
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise BadInput(f"{path}: {_first_error(exc)}") from None
+
+
 def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for each non-blank line of a JSONL file."""
     for lineno, line in _lines(path):

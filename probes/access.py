@@ -3,15 +3,13 @@ than English, on the same sentences?"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit.errors import BadInput
 from audit.models import LoglikRequest
-from probes._datasets import dataset_info, project_data
+from probes._datasets import dataset_info, project_data, read_json
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from reports import Breakdown, GroupValue, Interval, Threshold
@@ -39,16 +37,7 @@ class ParallelSet(BaseModel):
 
 
 def load_parallel(path: Path) -> ParallelSet:
-    try:
-        return ParallelSet.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(map(str, err["loc"]))
-        raise BadInput(f"{path}: {loc + ': ' if loc else ''}{err['msg']}") from None
+    return read_json(path, ParallelSet)
 
 
 class LanguageParams(ProbeParams):

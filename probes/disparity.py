@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit import stats
-from audit.errors import BadInput
 from audit.models import GenerationParams
-from probes._datasets import dataset_info, project_data
+from probes._datasets import dataset_info, project_data, read_json
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from reports import Breakdown, Example, GroupValue, Metric, Threshold
@@ -50,15 +48,7 @@ class DisparitySet(BaseModel):
 
 
 def load_disparity_set(path: Path) -> DisparitySet:
-    try:
-        return DisparitySet.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise BadInput(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return read_json(path, DisparitySet)
 
 
 class DisparityParams(ProbeParams):
