@@ -191,6 +191,7 @@ class ProbeReport(_Model):
     limitations: list[str] = Field(default_factory=list)
     n_samples: int = 0
     duration_s: float = 0.0
+    model_s: float | None = None  # of duration_s, seconds inside the model backend
     samples_file: str | None = None
 
 
@@ -249,6 +250,7 @@ class RunInfo(_Model):
     resumed: bool = False
     cache_hits: int = 0  # model batches whose results came from the run's cache
     cache_misses: int = 0  # model batches computed in this process
+    model_s: float | None = None  # seconds inside the model backend over the whole run (load excluded)
 
 
 class HostInfo(_Model):

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import inspect
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -88,6 +89,7 @@ class HFBackend:
         self._gguf_file = gguf_file
         self._notes = list(notes)
         self.cache: ResultCache | None = None  # the run's result cache, set by the runner
+        self.model_seconds = 0.0  # wall time spent inside generate / loglikelihood (the runner reports it)
         # transformers 5.x renamed the KV-cache argument and output field to `cache`.
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -163,6 +165,13 @@ class HFBackend:
 
     # ---- log-likelihood -------------------------------------------------------------------
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
+        t0 = time.perf_counter()
+        try:
+            return self._loglikelihood(requests, progress)
+        finally:
+            self.model_seconds += time.perf_counter() - t0
+
+    def _loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None) -> list[LoglikResult]:
         if not requests:
             return []
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
@@ -298,9 +307,18 @@ class HFBackend:
         return out_rows
 
     # ---- generation -----------------------------------------------------------------------
-    @torch.inference_mode()
     def generate(
         self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+    ) -> list[Generation]:
+        t0 = time.perf_counter()
+        try:
+            return self._generate(prompts, params, progress)
+        finally:
+            self.model_seconds += time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def _generate(
+        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None
     ) -> list[Generation]:
         if not prompts:
             return []
