@@ -30,7 +30,8 @@ class AuditConfig(BaseModel):
     chat_template: bool = True
     allow_download: bool = False
     trust_remote_code: bool = False
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, description="rows per forward pass; None: chosen from the "
+                                                                     "model's size")
     datasets: dict[str, Path] = Field(default_factory=dict, description="probe id -> user-supplied dataset file")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False

@@ -229,6 +229,7 @@ class ModelInfo(_Model):
     chat_template: bool = False
     supports_loglikelihood: bool = True
     gguf_file: str | None = None
+    batch_size: int | None = None
     notes: list[str] = Field(default_factory=list)
 
 

@@ -30,7 +30,7 @@ def load_model(
     dtype: str = "auto",
     device: str = "auto",
     chat_template: bool = True,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> HFBackend:
     """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it."""
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec, allow_download=allow_download)

@@ -55,6 +55,18 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def auto_batch_size(n_parameters: int, device: str) -> int:
+    """Rows per forward pass when none is given. Larger batches amortise per-step overhead
+    (on the 2-core development CPU, 135M parameters: 118 tokens/s at 16, 264 at 64); the
+    activations and KV cache grow with batch x parameters, so big models get smaller batches."""
+    scale = 4 if device.startswith("cuda") else 1
+    if n_parameters <= 500_000_000:
+        return 64 * scale
+    if n_parameters <= 3_000_000_000:
+        return 16 * scale
+    return 4 * scale
+
+
 class HFBackend:
     """A transformers causal LM behind the batched backend protocol."""
 
@@ -120,6 +132,7 @@ class HFBackend:
             chat_template=self.use_chat_template,
             supports_loglikelihood=True,
             gguf_file=self._gguf_file,
+            batch_size=self.batch_size,
             notes=self._notes,
         )
 
@@ -394,7 +407,7 @@ def load_hf_backend(
     dtype: str = "auto",
     device: str = "auto",
     chat_template: bool = True,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> HFBackend:
     """Load a resolved model source with transformers, offline unless ``allow_download``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -413,6 +426,9 @@ def load_hf_backend(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"--model {source.spec}: cannot load with transformers: {first}") from exc
     model.to(dev)
+    if batch_size is None:
+        batch_size = auto_batch_size(sum(p.numel() for p in model.parameters()), dev)
+        log.info("batch size %d chosen for %s on %s", batch_size, source.spec, dev)
     fingerprint = weights_fingerprint(source)
     if fingerprint is None:
         notes.append("fingerprint is the sha256 of the loaded parameters (no local weight files)")
