@@ -147,3 +147,40 @@ def test_builtin_gguf_model_loads_with_its_chat_template() -> None:
     good, bad = backend.loglikelihood([LoglikRequest(context=ctx, continuation="The capital of France is Paris."),
                                        LoglikRequest(context=ctx, continuation="The capital of France is Tokyo.")])
     assert good.logprob > bad.logprob
+
+
+def test_out_of_memory_backs_off_to_smaller_batches(tiny_model, backend_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import functools
+
+    import torch
+
+    from audit.errors import RuntimeFailure
+    from audit.models import GenerationParams, LoglikRequest
+
+    reqs = [LoglikRequest(context=f"The cat {i}", continuation=" watched the garden.") for i in range(6)]
+    prompts = [f"A doctor built {i}" for i in range(6)]
+    free = backend_factory(tiny_model, batch_size=8)
+    want_lp = [r.logprob for r in free.loglikelihood(reqs)]
+    want_gen = [g.text for g in free.generate(prompts, GenerationParams(max_new_tokens=5))]
+
+    real_forward = tiny_model.forward
+
+    @functools.wraps(real_forward)  # keeps the signature the backend inspects
+    def small_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "forward", small_memory)
+    tight = backend_factory(tiny_model, batch_size=8)
+    assert [r.logprob for r in tight.loglikelihood(reqs)] == pytest.approx(want_lp, abs=1e-4)
+    assert tight.batch_size == 2 and any("batch size reduced to 2" in n for n in tight.info().notes)
+    assert [g.text for g in tight.generate(prompts, GenerationParams(max_new_tokens=5))] == want_gen
+
+    def no_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(tiny_model, "forward", no_memory)
+    with pytest.raises(RuntimeFailure, match="out of memory even at batch size 1"):
+        backend_factory(tiny_model, batch_size=4).loglikelihood(reqs)

@@ -180,7 +180,7 @@ class HFBackend:
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
         t0 = time.perf_counter()
         try:
-            return self._loglikelihood(requests, progress)
+            return self._backing_off(self._loglikelihood, requests, progress)
         finally:
             self.model_seconds += time.perf_counter() - t0
 
@@ -325,9 +325,27 @@ class HFBackend:
     ) -> list[Generation]:
         t0 = time.perf_counter()
         try:
-            return self._generate(prompts, params, progress)
+            return self._backing_off(self._generate, prompts, params, progress)
         finally:
             self.model_seconds += time.perf_counter() - t0
+
+    def _backing_off(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn``; on out-of-memory halve the batch size (and token budget) and retry the
+        call, down to one row, instead of crashing. Greedy results do not depend on the batch."""
+        while True:
+            try:
+                return fn(*args)
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise RuntimeFailure(f"model {self.model_id} ran out of memory even at batch size 1 "
+                                         "(try --dtype bfloat16 or a smaller model)") from None
+                self.batch_size = max(1, self.batch_size // 2)
+                self.max_batch_tokens = max(256, self.max_batch_tokens // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning("out of memory: retrying with batch size %d", self.batch_size)
+                note = f"batch size reduced to {self.batch_size} after running out of memory"
+                self._notes = [n for n in self._notes if not n.startswith("batch size reduced")] + [note]
 
     @torch.inference_mode()
     def _generate(
