@@ -32,6 +32,13 @@ class GenParams(ProbeParams):
     max_new_tokens: int = Field(default=48, ge=1, le=1024)
 
 
+def layout_note(ctx: ProbeContext) -> str:
+    """How conversation prompts reached the model, for the report's notes."""
+    if ctx.model.info().chat_template:
+        return "turns rendered with the model's chat template"
+    return "the model has no chat template: turns are rendered as 'User: ...' / 'Assistant:' plain text"
+
+
 def generate_replies(ctx: ProbeContext, items: list[TextPrompt], max_new_tokens: int) -> list[str]:
     """Greedy replies, one per prompt."""
     ctx.progress.start(len(items), "outputs")
@@ -69,8 +76,6 @@ class ScoredGenerationProbe(Probe):
                     "counted": c} for i, r, f, c in zip(items, replies, flagged, counted)]
         worst = [Example(sample_id=i.id, prompt=i.text, output=r, detail=self.example_detail or self.metric_name)
                  for i, r, c in zip(items, replies, counted) if c][:5]
-        layout = ("through the chat template" if ctx.model.info().chat_template
-                  else "no chat template: turns rendered as 'User: ...' / 'Assistant:'")
         return ProbeResult(metrics=[metric], samples=samples, worst_examples=worst, scorers=[scorer.info()],
                            dataset=dataset_info(path, len(items), user=ctx.dataset is not None),
-                           notes=[f"greedy, at most {p.max_new_tokens} new tokens, {layout}"])
+                           notes=[f"greedy, at most {p.max_new_tokens} new tokens; {layout_note(ctx)}"])

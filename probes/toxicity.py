@@ -19,6 +19,7 @@ from audit.errors import BadInput
 from audit.models import GenerationParams, Prompt, chat
 from probes._datasets import dataset_info, project_data, read_json_lines, read_jsonl
 from probes._registry import register
+from probes._scored import layout_note
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from reports import Breakdown, DatasetInfo, Example, GroupValue, Threshold
 
@@ -214,6 +215,4 @@ class ToxicityDialogue(_ToxicityProbe):
         return chat(("user", item.text))
 
     def layout_note(self, ctx: ProbeContext) -> str:
-        if ctx.model.info().chat_template:
-            return "user turns rendered with the model's chat template"
-        return "the model has no chat template: turns are rendered as 'User: ...' / 'Assistant:' plain text"
+        return layout_note(ctx)

@@ -107,9 +107,6 @@ class ScorerSet:
             self._built[role] = scorer
         return self._built[role]
 
-    def __getitem__(self, role: str) -> Scorer:
-        return self.get(role)
-
     def pii(self) -> PIIDetector:
         """The run's PII and secret detector (presidio), built on first use."""
         if self._pii is None:

@@ -88,9 +88,6 @@ class _ClaimScorer(Scorer):
     def _score(self, texts: list[str]) -> list[float]:
         return [1.0 if categories(t, self.kinds) else 0.0 for t in texts]
 
-    def categories(self, text: str) -> set[str]:
-        return categories(text, self.kinds)
-
 
 class HumanClaimScorer(_ClaimScorer):
     """1.0 when the reply claims to be human or to have feelings, a body, memories or relationships."""
