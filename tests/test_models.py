@@ -44,20 +44,65 @@ def test_chat_contexts_share_the_template(backend_factory) -> None:
         assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
 
 
-def test_each_context_runs_once_per_batch(backend_factory) -> None:
-    backend = backend_factory(batch_size=64)
-    calls: list[tuple[int, int]] = []
+def _spy_forward(backend) -> list[tuple[int, int, int]]:
+    """(rows, width, real tokens) of every forward pass the backend makes from now on."""
+    calls: list[tuple[int, int, int]] = []
     original = backend.model.forward
 
     def spy(*args, **kwargs):
-        calls.append(tuple(kwargs["input_ids"].shape))
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        calls.append((ids.shape[0], ids.shape[1], int(mask[:, -ids.shape[1]:].sum())))
         return original(*args, **kwargs)
 
     backend.model.forward = spy
-    reqs = [LoglikRequest(context=c, continuation=k) for c in CONTEXTS for k in CONTS]
-    backend.loglikelihood(reqs)
-    # one pass over the 4 distinct contexts, one over the 20 continuation rows
-    assert [rows for rows, _ in calls] == [4, 20]
+    return calls
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = 0
+    while all(len(s) > n for s in seqs) and len({s[n] for s in seqs}) == 1:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("chat_contexts", [False, True])
+def test_every_context_token_runs_once_per_batch(backend_factory, chat_contexts: bool) -> None:
+    backend = backend_factory(batch_size=64, chat_template=chat_contexts)
+    contexts = [chat(("user", c)) for c in CONTEXTS] if chat_contexts else CONTEXTS
+    reqs = [LoglikRequest(context=c, continuation=k) for c in contexts for k in CONTS]
+    calls = _spy_forward(backend)
+    got = backend.loglikelihood(reqs)
+    del backend.model.forward  # the spy; naive scoring below uses the model's own forward
+    prefixes = [backend.encode_prompt(c)[:-1] for c in contexts]
+    shared = _common_prefix(prefixes)
+    if chat_contexts:
+        assert shared >= 3  # the template's opening is run once, not once per context
+    conts = [backend.continuation_ids(r.context, r.continuation)[1] for r in reqs]
+    # the shared prefix once, each context's remainder once, each continuation once
+    assert sum(real for *_, real in calls) == shared + sum(len(p) - shared for p in prefixes) + sum(map(len, conts))
+    ctx_passes = ([1] if shared else []) + [len(contexts)]
+    assert [rows for rows, *_ in calls[: len(ctx_passes)]] == ctx_passes
+    assert sum(rows for rows, *_ in calls[len(ctx_passes):]) == len(reqs)
+    # continuation chunks are cut by length, so padding stays small
+    slots = sum(rows * width for rows, width, _ in calls[len(ctx_passes):])
+    assert slots <= 1.5 * sum(map(len, conts))
+    for req, res in zip(reqs, got):
+        assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
+
+
+def test_length_chunks_bound_the_padding() -> None:
+    from audit.models._hf import _length_chunks
+
+    lengths = [31, 30, 28, 24, 23, 20, 17, 16, 12, 9, 8, 8, 3]
+    sizes = _length_chunks(lengths, ratio=0.75, min_rows=1)
+    assert sum(sizes) == len(lengths)
+    start = 0
+    for size in sizes:
+        run = lengths[start : start + size]
+        assert min(run) >= 0.75 * max(run)
+        start += size
+    assert _length_chunks([10, 2, 1], ratio=0.75, min_rows=4) == [3]  # too few rows to split
+    assert _length_chunks([]) == []
 
 
 def test_batched_greedy_generation_equals_one_at_a_time(backend_factory) -> None:

@@ -9,6 +9,7 @@ length-sorted, left-padded batches through ``model.generate``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import inspect
 import logging
@@ -53,6 +54,43 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype not in _DTYPES:
         raise BadInput(f"--dtype {dtype}: expected one of auto, {', '.join(_DTYPES)}")
     return _DTYPES[dtype]
+
+
+def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for k in range(n):
+        if any(s[k] != first[k] for s in seqs):
+            return k
+    return n
+
+
+def _length_chunks(lengths: Sequence[int], ratio: float = 0.75, min_rows: int = 4) -> list[int]:
+    """Split lengths sorted longest first into runs whose shortest is at least ``ratio`` of
+    their longest (runs of fewer than ``min_rows`` grow instead: a pass has a fixed cost)."""
+    sizes: list[int] = []
+    width = 0
+    for n in lengths:
+        if sizes and (n >= ratio * width or sizes[-1] < min_rows):
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+            width = n
+    return sizes
+
+
+def _select_rows(cache: Any, rows: torch.Tensor, *, in_place: bool) -> Any:
+    """The KV cache with its batch rows picked by ``rows`` (repeats allowed). Unless
+    ``in_place``, the original is left intact for the next selection."""
+    if not in_place:
+        if hasattr(cache, "layers"):  # transformers 5: layers re-bind their tensors when selecting
+            clone = copy.copy(cache)
+            clone.layers = [copy.copy(layer) for layer in cache.layers]
+            cache = clone
+        else:
+            cache = copy.deepcopy(cache)
+    cache.batch_select_indices(rows)
+    return cache
 
 
 def auto_batch_size(n_parameters: int, device: str) -> int:
@@ -103,7 +141,9 @@ class HFBackend:
         self.cache: ResultCache | None = None  # the run's result cache, set by the runner
         self.model_seconds = 0.0  # wall time spent inside generate / loglikelihood (the runner reports it)
         # transformers 5.x renamed the KV-cache argument and output field to `cache`.
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        forward_args = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self._keep_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in forward_args), None)
 
     # ---- identity -------------------------------------------------------------------------
     def _pad_id(self) -> int:
@@ -218,7 +258,9 @@ class HFBackend:
         for ctx, conts in groups.items():
             for start in range(0, len(conts), self.batch_size):
                 items.append((ctx, conts[start : start + self.batch_size]))
-        items.sort(key=lambda it: -(len(it[0]) + max(len(c) for _, c in it[1])))
+        # Longest context first: contexts are left-padded together in one pass, while the
+        # continuations are re-sorted by length inside the batch (see _score_batch).
+        items.sort(key=lambda it: (-len(it[0]), -max(len(c) for _, c in it[1])))
         batches: list[list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]] = []
         current: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]] = []
         rows = 0
@@ -263,9 +305,15 @@ class HFBackend:
     def _score_batch(
         self, batch: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]
     ) -> list[tuple[int, LoglikResult]]:
+        """Score one batch in up to three passes, each token run once: the prefix every context
+        in the batch shares (a chat template's system turn) at batch size one; each context's
+        remainder, with the shared prefix's KV cache copied to its row; every continuation,
+        with its context's cache copied to its row. The last context token is fed with the
+        continuation so that its logits predict the continuation's first token."""
         dev = self.device
         prefixes = [list(ctx[:-1]) for ctx, _ in batch]
-        plen = max(len(p) for p in prefixes)
+        shared = _common_prefix_len(prefixes) if len(batch) > 1 else len(prefixes[0])
+        rests = [p[shared:] for p in prefixes]
         row_group: list[int] = []
         row_inputs: list[list[int]] = []
         row_targets: list[list[int]] = []
@@ -276,48 +324,83 @@ class HFBackend:
                 row_inputs.append([ctx[-1]] + cont[:-1])
                 row_targets.append(cont)
                 row_req.append(req_idx)
-        width = max(len(r) for r in row_inputs)
-        n_rows = len(row_inputs)
-        gidx = torch.tensor(row_group, device=dev)
 
         cache = None
-        prefix_mask = torch.zeros((n_rows, 0), dtype=torch.long, device=dev)
-        prefix_len = torch.zeros(n_rows, dtype=torch.long, device=dev)
-        if plen > 0:
-            ids = torch.full((len(batch), plen), self.pad_id, dtype=torch.long, device=dev)
-            mask = torch.zeros((len(batch), plen), dtype=torch.long, device=dev)
-            for g, p in enumerate(prefixes):
-                if p:  # left padding: real tokens end at the right edge
-                    ids[g, plen - len(p):] = torch.tensor(p, device=dev)
-                    mask[g, plen - len(p):] = 1
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-            cache = getattr(out, self._cache_arg)
-            if len(batch) != n_rows or row_group != list(range(n_rows)):
-                cache.batch_select_indices(gidx)  # one copy of its context's cache per continuation
-            prefix_mask = mask[gidx]
-            prefix_len = mask.sum(-1)[gidx]
-
-        ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long, device=dev)
-        row_mask = torch.zeros((n_rows, width), dtype=torch.long, device=dev)
-        for r, inp in enumerate(row_inputs):
-            ids[r, : len(inp)] = torch.tensor(inp, device=dev)  # right padding after the context
-            row_mask[r, : len(inp)] = 1
-        mask = torch.cat([prefix_mask, row_mask], dim=1)
-        pos = prefix_len[:, None] + torch.arange(width, device=dev)[None, :]
-        kv = {self._cache_arg: cache} if cache is not None else {}
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kv).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        mask = torch.zeros((1, 0), dtype=torch.long, device=dev)  # attention mask of what is cached
+        if shared:
+            ids = torch.tensor([prefixes[0][:shared]], dtype=torch.long, device=dev)
+            mask = torch.ones_like(ids)
+            _, cache = self._forward(ids, mask, torch.arange(shared, device=dev)[None, :], None, logits=False)
+        rlen = max(len(r) for r in rests)
+        if rlen:
+            # Context remainders, left-padded so each context's tokens end where its continuations begin.
+            ids = torch.full((len(batch), rlen), self.pad_id, dtype=torch.long, device=dev)
+            rmask = torch.zeros((len(batch), rlen), dtype=torch.long, device=dev)
+            for g, r in enumerate(rests):
+                if r:
+                    ids[g, rlen - len(r):] = torch.tensor(r, device=dev)
+                    rmask[g, rlen - len(r):] = 1
+            if cache is not None and len(batch) > 1:
+                cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
+            mask = torch.cat([mask.expand(len(batch), -1), rmask], dim=1)
+            pos = shared + (rmask.cumsum(-1) - 1).clamp(min=0)
+            _, cache = self._forward(ids, mask, pos, cache, logits=False)
+        # Continuations longest first, in chunks of similar length: rows are right-padded
+        # to their chunk's longest, so chunking keeps the padding (wasted compute) small.
+        owner = [g if rlen else 0 for g in row_group]  # the cache row each continuation extends
+        order = sorted(range(len(row_inputs)), key=lambda r: -len(row_inputs[r]))
+        chunks = _length_chunks([len(row_inputs[r]) for r in order])
+        token_lp: list[torch.Tensor] = [torch.empty(0)] * len(row_inputs)
+        hits: list[torch.Tensor] = [torch.empty(0)] * len(row_inputs)
+        start = 0
+        for n, size in enumerate(chunks):
+            rows = order[start : start + size]
+            start += size
+            sel = torch.tensor([owner[r] for r in rows], device=dev)
+            if cache is None:
+                chunk_cache, chunk_mask = None, mask.expand(size, -1)
+            else:
+                last = n == len(chunks) - 1  # the last chunk may consume the cache itself
+                chunk_cache = _select_rows(cache, sel, in_place=last)
+                chunk_mask = mask[sel]
+            width = len(row_inputs[rows[0]])
+            ids = torch.full((size, width), self.pad_id, dtype=torch.long, device=dev)
+            row_mask = torch.zeros((size, width), dtype=torch.long, device=dev)
+            for k, r in enumerate(rows):
+                ids[k, : len(row_inputs[r])] = torch.tensor(row_inputs[r], device=dev)  # right padding
+                row_mask[k, : len(row_inputs[r])] = 1
+            pos = chunk_mask.sum(-1)[:, None] + torch.arange(width, device=dev)[None, :]
+            logits, _ = self._forward(ids, torch.cat([chunk_mask, row_mask], dim=1), pos, chunk_cache)
+            del chunk_cache
+            # Only real positions: log p(target) = logit[target] - logsumexp(logits).
+            flat = logits[row_mask.bool()].float()
+            targets = torch.tensor([t for r in rows for t in row_targets[r]], device=dev)
+            lp = flat.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(flat, dim=-1)
+            hit = flat.argmax(-1) == targets
+            offset = 0
+            for r in rows:
+                k = len(row_targets[r])
+                token_lp[r], hits[r] = lp[offset : offset + k], hit[offset : offset + k]
+                offset += k
         out_rows: list[tuple[int, LoglikResult]] = []
         for r, tgt in enumerate(row_targets):
-            lp = logprobs[r, : len(tgt)]
-            t = torch.tensor(tgt, device=dev)
-            token_lp = lp.gather(-1, t[:, None]).squeeze(-1)
-            if not torch.isfinite(token_lp).all():
+            if not torch.isfinite(token_lp[r]).all():
                 raise RuntimeFailure(f"non-finite log-probability for request {row_req[r]} (model {self.model_id})")
-            greedy = bool((lp.argmax(-1) == t).all())
-            out_rows.append((row_req[r], LoglikResult(logprob=float(token_lp.sum()), n_tokens=len(tgt), is_greedy=greedy)))
+            out_rows.append((row_req[r], LoglikResult(logprob=float(token_lp[r].sum()), n_tokens=len(tgt),
+                                                      is_greedy=bool(hits[r].all()))))
         return out_rows
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, *, logits: bool = True
+    ) -> tuple[torch.Tensor, Any]:
+        """One forward pass: (logits, the KV cache extended by ``ids``). Without ``logits`` only
+        the cache is wanted, so the output layer runs on the last position alone where the
+        model allows it (the vocabulary projection is a fifth of a small model's compute)."""
+        kw: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
+        if not logits and self._keep_arg:
+            kw[self._keep_arg] = 1
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        return out.logits, getattr(out, self._cache_arg)
 
     # ---- generation -----------------------------------------------------------------------
     def generate(
