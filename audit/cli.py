@@ -155,8 +155,8 @@ def _scorer_options(f: Any) -> Any:
 @click.option("--seed", type=int, help="Seed for sampling and bootstrap intervals (default 0).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
 @click.option("--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1 ...")
-@click.option("--batch-size", type=int, help="Rows per forward pass (default: from the model's size, 64 up to 500M "
-                                              "parameters on CPU).")
+@click.option("--batch-size", type=int, help="Rows per forward pass (default: planned from the model's shape "
+                                              "and free memory; on a CPU capped at 64 up to 500M parameters).")
 @click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
 @click.option("--dataset", "datasets", multiple=True, help="User dataset file: PROBE_ID=PATH (or PATH for one probe).")
 @click.option("--param", "params", multiple=True, help="Probe parameter: PROBE_ID:KEY=VALUE.")

@@ -272,6 +272,7 @@ def run_audit(
         report.run.cache_hits, report.run.cache_misses = cache.hits, cache.misses
         if hasattr(model, "model_seconds"):
             report.run.model_s = round(getattr(model, "model_seconds"), 3)
+        report.run.scoring_s = round(scorers.seconds, 3)
         report.areas, report.summary = rollup(tax, report.probes)
         report.run.complete, report.run.interrupted = complete, interrupted
         report.run.finished_at = _now()
@@ -292,6 +293,7 @@ def run_audit(
                                log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers)
             t0 = time.monotonic()
             m0 = getattr(model, "model_seconds", None)
+            s0 = scorers.seconds
             say(f"running {probe_cls.id}")
             try:
                 result = probe_cls().run(ctx)
@@ -306,6 +308,7 @@ def run_audit(
             preport.duration_s = round(time.monotonic() - t0, 3)
             if m0 is not None:
                 preport.model_s = round(getattr(model, "model_seconds") - m0, 3)
+            preport.scoring_s = round(scorers.seconds - s0, 3)
             if result.samples:
                 preport.samples_file = _write_samples(run_dir, probe_cls.id, result)
             report.probes.append(preport)

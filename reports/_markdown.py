@@ -76,10 +76,16 @@ def _threshold(metric: Metric) -> str:
     return "; ".join(parts) or "—"
 
 
+def _time_split(model_s: float | None, scoring_s: float | None) -> str:
+    parts = ([f"model {model_s:.1f}s"] if model_s is not None else []) + \
+        ([f"scoring {scoring_s:.1f}s"] if scoring_s is not None else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _probe_section(p: ProbeReport) -> list[str]:
     out = [f"### `{esc(p.id)}` v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
     out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
-               f"time: {p.duration_s:.1f}s" + (f" (model {p.model_s:.1f}s)" if p.model_s is not None else ""))
+               f"time: {p.duration_s:.1f}s" + _time_split(p.model_s, p.scoring_s))
     if p.dataset:
         d = p.dataset
         out.append(f"Dataset: {esc(d.name)} ({d.origin}-supplied, {d.n_items} items, sha256 `{d.sha256[:12]}`)")
@@ -154,7 +160,8 @@ def render_markdown(report: AuditReport) -> str:
         + f" · seed {run.seed} · {esc(report.tool.name)} {esc(report.tool.version)}"
         + (f" · resumed: {run.cache_hits} model batches from the run's cache, {run.cache_misses} computed"
            if run.resumed else "")
-        + (f" · {run.model_s:.1f}s inside the model" if run.model_s is not None else ""),
+        + (f" · {run.model_s:.1f}s inside the model" if run.model_s is not None else "")
+        + (f" · {run.scoring_s:.1f}s scoring" if run.scoring_s is not None else ""),
         "",
         f"Model: `{esc(m.id)}` ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
         f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · weights sha256 "

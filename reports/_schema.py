@@ -192,6 +192,7 @@ class ProbeReport(_Model):
     n_samples: int = 0
     duration_s: float = 0.0
     model_s: float | None = None  # of duration_s, seconds inside the model backend
+    scoring_s: float | None = None  # of duration_s, seconds in scorers and PII detection (redaction included)
     samples_file: str | None = None
 
 
@@ -252,6 +253,7 @@ class RunInfo(_Model):
     cache_hits: int = 0  # model batches whose results came from the run's cache
     cache_misses: int = 0  # model batches computed in this process
     model_s: float | None = None  # seconds inside the model backend over the whole run (load excluded)
+    scoring_s: float | None = None  # seconds in scorers and PII detection over the whole run (validation included)
 
 
 class HostInfo(_Model):

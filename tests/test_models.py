@@ -115,6 +115,23 @@ def test_batched_greedy_generation_equals_one_at_a_time(backend_factory) -> None
     assert all(g.n_tokens <= 12 for g in batched)
 
 
+def test_per_request_parameters_equal_separate_calls(backend_factory) -> None:
+    backend = backend_factory(batch_size=8)
+    prompts = ["The cat", "Q: Is the sky green?\nA:", "A farmer built", "Our teacher visited the blue"]
+    short, long_ = GenerationParams(max_new_tokens=3), GenerationParams(max_new_tokens=12)
+    sampled = GenerationParams(max_new_tokens=6, temperature=0.9, seed=7)
+    mixed = backend.generate(prompts, [short, long_, sampled, short])
+    assert [g.text for g in mixed] == [
+        backend.generate([prompts[0], prompts[3]], short)[0].text,
+        backend.generate([prompts[1]], long_)[0].text,
+        backend.generate([prompts[2]], sampled)[0].text,
+        backend.generate([prompts[0], prompts[3]], short)[1].text,
+    ]
+    assert mixed[0].n_tokens <= 3 and mixed[3].n_tokens <= 3
+    with pytest.raises(BadInput, match="4 prompts but 2 parameter sets"):
+        backend.generate(prompts, [short, long_])
+
+
 def test_seeded_sampling_is_reproducible_and_stops_at_stop_strings(backend_factory) -> None:
     backend = backend_factory()
     params = GenerationParams(max_new_tokens=10, temperature=1.0, seed=7, stop=("e",))

@@ -29,12 +29,13 @@ def normalised(run_dir: Path) -> dict[str, Any]:
     """report.json without what legitimately differs between two runs of the same audit."""
     r = json.loads((run_dir / "report.json").read_text())
     for k in ("id", "directory", "started_at", "finished_at", "duration_s", "command", "resumed", "cache_hits",
-              "cache_misses", "model_s"):
+              "cache_misses", "model_s", "scoring_s"):
         r["run"].pop(k, None)
     r["config"].pop("out", None)
     for p in r["probes"]:
         p.pop("duration_s", None)
         p.pop("model_s", None)
+        p.pop("scoring_s", None)
     return r
 
 

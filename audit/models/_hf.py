@@ -30,6 +30,7 @@ from audit.models._protocol import (
     ProgressFn,
 )
 from audit.cache import ResultCache, cache_key
+from audit.models._memory import plan_batches
 from audit.models._resolve import ModelSource, weights_fingerprint
 from reports import ModelInfo
 
@@ -91,18 +92,6 @@ def _select_rows(cache: Any, rows: torch.Tensor, *, in_place: bool) -> Any:
             cache = copy.deepcopy(cache)
     cache.batch_select_indices(rows)
     return cache
-
-
-def auto_batch_size(n_parameters: int, device: str) -> int:
-    """Rows per forward pass when none is given. Larger batches amortise per-step overhead
-    (on the 2-core development CPU, 135M parameters: 118 tokens/s at 16, 264 at 64); the
-    activations and KV cache grow with batch x parameters, so big models get smaller batches."""
-    scale = 4 if device.startswith("cuda") else 1
-    if n_parameters <= 500_000_000:
-        return 64 * scale
-    if n_parameters <= 3_000_000_000:
-        return 16 * scale
-    return 4 * scale
 
 
 class HFBackend:
@@ -404,13 +393,29 @@ class HFBackend:
 
     # ---- generation -----------------------------------------------------------------------
     def generate(
-        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+        self,
+        prompts: list[Prompt],
+        params: GenerationParams | Sequence[GenerationParams],
+        progress: ProgressFn | None = None,
     ) -> list[Generation]:
+        """Generate for every prompt, with one set of parameters or one per prompt. Prompts
+        with equal parameters share batches; greedy and sampled requests never do."""
+        per_prompt = [params] * len(prompts) if isinstance(params, GenerationParams) else list(params)
+        if len(per_prompt) != len(prompts):
+            raise BadInput(f"generate: {len(prompts)} prompts but {len(per_prompt)} parameter sets")
+        groups: dict[GenerationParams, list[int]] = defaultdict(list)
+        for i, p in enumerate(per_prompt):
+            groups[p].append(i)
+        results: list[Generation | None] = [None] * len(prompts)
         t0 = time.perf_counter()
         try:
-            return self._backing_off(self._generate, prompts, params, progress)
+            for group_params, idxs in groups.items():
+                out = self._backing_off(self._generate, [prompts[i] for i in idxs], group_params, progress)
+                for i, g in zip(idxs, out):
+                    results[i] = g
         finally:
             self.model_seconds += time.perf_counter() - t0
+        return [g for g in results if g is not None]
 
     def _backing_off(self, fn: Any, *args: Any) -> Any:
         """Run ``fn``; on out-of-memory halve the batch size (and token budget) and retry the
@@ -527,9 +532,14 @@ def load_hf_backend(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"--model {source.spec}: cannot load with transformers: {first}") from exc
     model.to(dev)
+    plan = plan_batches(model.config, sum(p.numel() for p in model.parameters()), torch_dtype, dev)
     if batch_size is None:
-        batch_size = auto_batch_size(sum(p.numel() for p in model.parameters()), dev)
-        log.info("batch size %d chosen for %s on %s", batch_size, source.spec, dev)
+        batch_size = plan.batch_size
+        notes.append(plan.reason)
+    else:
+        notes.append(f"batch size {batch_size} set by --batch-size; {plan.max_batch_tokens} tokens per "
+                     "log-likelihood pass from free memory")
+    log.info("%s", notes[-1])
     fingerprint = weights_fingerprint(source)
     if fingerprint is None:
         notes.append("fingerprint is the sha256 of the loaded parameters (no local weight files)")
@@ -540,6 +550,7 @@ def load_hf_backend(
         source=source.spec,
         use_chat_template=chat_template,
         batch_size=batch_size,
+        max_batch_tokens=plan.max_batch_tokens,
         fingerprint=fingerprint,
         gguf_file=source.gguf_file,
         notes=notes,

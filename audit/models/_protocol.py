@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,8 +62,13 @@ class ModelBackend(Protocol):
     supports_loglikelihood: bool
 
     def generate(
-        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
-    ) -> list[Generation]: ...
+        self,
+        prompts: list[Prompt],
+        params: GenerationParams | Sequence[GenerationParams],
+        progress: ProgressFn | None = None,
+    ) -> list[Generation]:
+        """One parameter set for all prompts, or one per prompt (e.g. per-request max tokens)."""
+        ...
 
     def loglikelihood(
         self, requests: list[LoglikRequest], progress: ProgressFn | None = None

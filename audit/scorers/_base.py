@@ -6,6 +6,7 @@ A scorer that cannot score raises ScorerError; it never returns 0 for "could not
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -22,6 +23,7 @@ class Scorer(ABC):
 
     name: ClassVar[str]
     measures: ClassVar[str]
+    seconds: float = 0.0  # wall time spent scoring, validation included (the runner reports it)
 
     def __init__(self, threshold: float = 0.5) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -48,12 +50,15 @@ class Scorer(ABC):
         texts = list(texts)
         if not texts:
             return []
+        t0 = time.perf_counter()
         try:
             scores = [float(s) for s in self._score(texts)]
         except ScorerError:
             raise
         except Exception as exc:  # any library failure becomes a scorer error with the scorer's name
             raise ScorerError(f"scorer {self.name} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.seconds += time.perf_counter() - t0
         if len(scores) != len(texts):
             raise ScorerError(f"scorer {self.name} returned {len(scores)} scores for {len(texts)} texts")
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s) or s < 0.0 or s > 1.0]

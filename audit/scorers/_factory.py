@@ -107,6 +107,11 @@ class ScorerSet:
             self._built[role] = scorer
         return self._built[role]
 
+    @property
+    def seconds(self) -> float:
+        """Wall time spent in the run's scorers and PII detector so far."""
+        return sum(s.seconds for s in self._built.values()) + (self._pii.seconds if self._pii is not None else 0.0)
+
     def pii(self) -> PIIDetector:
         """The run's PII and secret detector (presidio), built on first use."""
         if self._pii is None:
