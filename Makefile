@@ -33,7 +33,13 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.base
 install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
-audit: $(VENV)/.base
+# Part of installing the model: convert the GGUF file once into the local model
+# cache (~/.cache/lm-risk-audit), so that audits load it in about a second.
+$(VENV)/.model-$(subst /,_,$(MODEL)): $(VENV)/.base
+	$(VENV)/bin/lm-audit prepare --model $(MODEL)
+	touch $@
+
+audit: $(VENV)/.base $(VENV)/.model-$(subst /,_,$(MODEL))
 	$(VENV)/bin/lm-audit run --model $(MODEL) $(if $(OUT),--out $(OUT)) $(AUDIT_ARGS)
 
 test: $(VENV)/.dev

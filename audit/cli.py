@@ -158,6 +158,9 @@ def _scorer_options(f: Any) -> Any:
 @click.option("--batch-size", type=int, help="Rows per forward pass (default: planned from the model's shape "
                                               "and free memory; on a CPU capped at 64 up to 500M parameters).")
 @click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
+@click.option("--no-model-cache", is_flag=True, default=None,
+              help="Read a GGUF model from the file every time instead of from its converted copy in the local "
+                   "model cache ($LM_AUDIT_CACHE_DIR, else ~/.cache/lm-risk-audit).")
 @click.option("--dataset", "datasets", multiple=True, help="User dataset file: PROBE_ID=PATH (or PATH for one probe).")
 @click.option("--param", "params", multiple=True, help="Probe parameter: PROBE_ID:KEY=VALUE.")
 @click.option("--allow-download", is_flag=True, default=None, help="Allow fetching a hub model (off: never).")
@@ -204,6 +207,8 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     no_chat = flags.pop("no_chat_template")
     if no_chat:
         flags["chat_template"] = False
+    if flags.pop("no_model_cache"):
+        flags["model_cache"] = False
     values.update({k: v for k, v in flags.items() if v is not None})
     pii = dict(values.get("pii") or {})
     for key, value in (("nlp_model", pii_nlp_model), ("entities", _split_list(pii_entities) or None),
@@ -302,6 +307,23 @@ def taxonomy_cmd(path: Path | None, fmt: str) -> None:
             probes = ", ".join(r.probes) if r.probes else "-"
             click.echo(f"  {r.id:<6} [{r.automation.value:<9}] {r.name}")
             click.echo(f"  {'':<6}  probes: {probes}")
+
+
+@cli.command(name="prepare")
+@click.option("--model", "spec", required=True, help="Built-in alias, checkpoint directory or .gguf file.")
+@click.option("--allow-download", is_flag=True, help="Allow fetching a hub id (otherwise offline only).")
+def prepare_cmd(spec: str, allow_download: bool) -> None:
+    """Load a model once, converting a GGUF checkpoint into the local model cache, so that
+    audits start in about a second (CI can cache that directory)."""
+    from audit.models import load_model
+    from audit.models._converted import cache_root
+
+    backend = load_model(spec, allow_download=allow_download, device="cpu")
+    info = backend.info()
+    click.echo(f"{info.id}: {info.parameters:,} parameters, sha256 {info.fingerprint_sha256[:16]}…")
+    for note in info.notes:
+        click.echo(f"  {note}")
+    click.echo(f"model cache: {cache_root()}")
 
 
 @cli.command(name="probes")

@@ -28,10 +28,12 @@ class AuditConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     chat_template: bool = True
+    model_cache: bool = Field(default=True, description="read a GGUF model from its converted copy in the local "
+                                                         "model cache (written on first use)")
     allow_download: bool = False
     trust_remote_code: bool = False
-    batch_size: int | None = Field(default=None, ge=1, description="rows per forward pass; None: chosen from the "
-                                                                     "model's size")
+    batch_size: int | None = Field(default=None, ge=1, description="rows per forward pass; None: planned from "
+                                                                     "the model's shape and free memory")
     datasets: dict[str, Path] = Field(default_factory=dict, description="probe id -> user-supplied dataset file")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False

@@ -246,7 +246,7 @@ def run_audit(
         model = load_model(
             source, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
             dtype=config.dtype, device=config.device, chat_template=config.chat_template,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size, model_cache=config.model_cache,
         )
     minfo: ModelInfo = model.info()
     run_dir = config.out or default_run_dir(minfo.id)

