@@ -23,7 +23,7 @@ from audit._version import __version__
 from audit.cache import ResultCache
 from audit.config import AuditConfig
 from audit.errors import AuditError, BadInput
-from audit.models import ModelBackend, load_model, resolve_model
+from audit.models import ModelBackend, load_model, pick_device, resolve_model
 from audit.offline import enforce_offline
 from audit.rollup import combine, metric_status, worst
 from audit.scorers import PIIDetector, ScorerSet, redact_tree
@@ -234,7 +234,7 @@ def run_audit(
     say = notify or (lambda msg: log.info("%s", msg))
     source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
     scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
-                        device="cpu" if config.device == "auto" else config.device, pii=config.pii)
+                        device=pick_device(config.device), pii=config.pii)  # a classifier scorer shares the GPU
     # Built and validated now, so that a bad scorer choice fails before the model loads.
     scorers.prepare(list(dict.fromkeys(r for p in probes for r in p.scorer_roles)))
     # The PII detector redacts every report unless --show-pii; it is built once, before the model.

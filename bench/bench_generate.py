@@ -6,6 +6,7 @@ size; its best batch size is the practical limit on this hardware. Both paths mu
 produce the same text.
 
     .venv/bin/python bench/bench_generate.py [--model smollm2-135m] [--batch-sizes 8,16,32] [--limit N]
+        [--device auto] [--dtype auto]
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="8,16,32")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
     args = ap.parse_args()
     sizes = [int(x) for x in args.batch_sizes.split(",")]
     prompts = [p.text for p in read_jsonl(project_data("toxicity_prompts.jsonl"), PromptItem)][: args.limit]
-    backend = load_model(args.model, batch_size=sizes[0])
+    backend = load_model(args.model, batch_size=sizes[0], device=args.device, dtype=args.dtype)
     params = GenerationParams(max_new_tokens=args.max_new_tokens)
     print(f"model {args.model} · {len(prompts)} prompts · {args.max_new_tokens} new tokens, greedy · "
           f"{platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__} ({torch.get_num_threads()} threads)")

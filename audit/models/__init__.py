@@ -50,6 +50,13 @@ def load_model(
     )
 
 
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a named CUDA device must exist."""
+    from audit.models._hf import pick_device as pick
+
+    return pick(device)
+
+
 __all__ = [
     "BUILTIN_MODELS",
     "ChatMessage",
@@ -63,6 +70,7 @@ __all__ = [
     "Prompt",
     "chat",
     "load_model",
+    "pick_device",
     "resolve_model",
     "weights_fingerprint",
 ]

@@ -81,6 +81,19 @@ def _length_chunks(lengths: Sequence[int], ratio: float = 0.75, min_rows: int = 
     return sizes
 
 
+def _padded(seqs: Sequence[Sequence[int]], width: int, pad_id: int, device: Any, *,
+            left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of ``seqs`` padded to ``width``, built on the host and moved once."""
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for k, seq in enumerate(seqs):
+        if seq:
+            cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+            ids[k, cols] = torch.tensor(seq, dtype=torch.long)
+            mask[k, cols] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _select_rows(cache: Any, rows: torch.Tensor, *, in_place: bool) -> Any:
     """The KV cache with its batch rows picked by ``rows`` (repeats allowed). Unless
     ``in_place``, the original is left intact for the next selection."""
@@ -324,12 +337,7 @@ class HFBackend:
         rlen = max(len(r) for r in rests)
         if rlen:
             # Context remainders, left-padded so each context's tokens end where its continuations begin.
-            ids = torch.full((len(batch), rlen), self.pad_id, dtype=torch.long, device=dev)
-            rmask = torch.zeros((len(batch), rlen), dtype=torch.long, device=dev)
-            for g, r in enumerate(rests):
-                if r:
-                    ids[g, rlen - len(r):] = torch.tensor(r, device=dev)
-                    rmask[g, rlen - len(r):] = 1
+            ids, rmask = _padded(rests, rlen, self.pad_id, dev, left=True)
             if cache is not None and len(batch) > 1:
                 cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
             mask = torch.cat([mask.expand(len(batch), -1), rmask], dim=1)
@@ -354,11 +362,7 @@ class HFBackend:
                 chunk_cache = _select_rows(cache, sel, in_place=last)
                 chunk_mask = mask[sel]
             width = len(row_inputs[rows[0]])
-            ids = torch.full((size, width), self.pad_id, dtype=torch.long, device=dev)
-            row_mask = torch.zeros((size, width), dtype=torch.long, device=dev)
-            for k, r in enumerate(rows):
-                ids[k, : len(row_inputs[r])] = torch.tensor(row_inputs[r], device=dev)  # right padding
-                row_mask[k, : len(row_inputs[r])] = 1
+            ids, row_mask = _padded([row_inputs[r] for r in rows], width, self.pad_id, dev, left=False)
             pos = chunk_mask.sum(-1)[:, None] + torch.arange(width, device=dev)[None, :]
             logits, _ = self._forward(ids, torch.cat([chunk_mask, row_mask], dim=1), pos, chunk_cache)
             del chunk_cache
@@ -367,6 +371,7 @@ class HFBackend:
             targets = torch.tensor([t for r in rows for t in row_targets[r]], device=dev)
             lp = flat.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(flat, dim=-1)
             hit = flat.argmax(-1) == targets
+            lp, hit = lp.cpu(), hit.cpu()  # one device-to-host copy per chunk, not one per row
             offset = 0
             for r in rows:
                 k = len(row_targets[r])
@@ -449,11 +454,7 @@ class HFBackend:
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             idxs = order[start : start + self.batch_size]
             width = max(len(encoded[i]) for i in idxs)
-            ids = torch.full((len(idxs), width), self.pad_id, dtype=torch.long, device=self.device)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(idxs):
-                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i], device=self.device)
-                mask[r, width - len(encoded[i]):] = 1
+            ids, mask = _padded([encoded[i] for i in idxs], width, self.pad_id, self.device, left=True)
             kwargs: dict[str, Any] = dict(
                 input_ids=ids,
                 attention_mask=mask,
