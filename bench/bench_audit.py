@@ -58,7 +58,7 @@ def main() -> None:
     print(f"| inside model calls | {model_s:.1f} | {100 * model_s / wall:.1f}% |")
     print(f"| scoring (scorers + PII detection, validation included) | {scoring_s:.1f} | {100 * scoring_s / wall:.1f}% |")
     print(f"| everything else (imports, model load, probe code, reports) | {other:.1f} | {100 * other / wall:.1f}% |")
-    print(f"| of which before the first probe (imports, model and scorer load) | {wall - run_s:.1f} | "
+    print(f"| of which before the run starts (interpreter start-up and imports) | {wall - run_s:.1f} | "
           f"{100 * (wall - run_s) / wall:.1f}% |")
     print()
     print(f"peak RSS {peak_kib / 2**20:.2f} GiB")
