@@ -317,7 +317,10 @@ def prepare_cmd(spec: str, allow_download: bool) -> None:
     audits start in about a second (CI can cache that directory)."""
     from audit.models import load_model
     from audit.models._converted import cache_root
+    from audit.offline import enforce_offline
 
+    enforce_offline(allow_download)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     backend = load_model(spec, allow_download=allow_download, device="cpu")
     info = backend.info()
     click.echo(f"{info.id}: {info.parameters:,} parameters, sha256 {info.fingerprint_sha256[:16]}…")

@@ -96,6 +96,11 @@ def test_end_to_end_run_on_a_local_checkpoint(tiny_model, save_checkpoint, tmp_p
     assert len(risks) == 21 and all(r["status"] in {"pass", "warn", "fail", "error", "manual"} for r in risks)
     assert not [p["id"] for p in report["probes"] if p["status"] == "error"]
     assert {r["id"] for r in risks if r["automation"] == "manual"} == {"VI.2", "VI.3"}
+    # where the time went: inside the model, in scoring, per probe and overall
+    run = report["run"]
+    assert 0 < run["model_s"] < run["duration_s"] and 0 < run["scoring_s"] < run["duration_s"]
+    assert all(p["model_s"] + p["scoring_s"] <= p["duration_s"] + 0.01 for p in report["probes"])
+    assert any(p["scoring_s"] > 0 for p in report["probes"] if p["id"].startswith("toxicity."))
     md = lm_audit("report", "render", str(out / "report.json"))
     assert md.returncode == 0 and md.stdout.strip() == (out / "report.md").read_text().strip()
     # a runtime failure (unwritable run directory) exits 3, one line
@@ -103,3 +108,12 @@ def test_end_to_end_run_on_a_local_checkpoint(tiny_model, save_checkpoint, tmp_p
     blocker.write_text("")
     proc = lm_audit("run", "--model", str(ckpt), "--limit", "2", "--out", str(blocker / "sub"), "--quiet")
     assert_one_line_error(proc, 3, "runtime failure")
+
+
+def test_prepare_loads_a_model_once_and_reports_its_plan(tiny_model, save_checkpoint, tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tiny_model)
+    proc = lm_audit("prepare", "--model", str(ckpt))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ckpt: ") and "parameters, sha256 " in proc.stdout
+    assert "planned from the memory free on cpu" in proc.stdout and "model cache: " in proc.stdout
+    assert_one_line_error(lm_audit("prepare", "--model", str(tmp_path / "missing")), 2, "missing")

@@ -156,6 +156,11 @@ def test_local_checkpoint_loads_offline_and_fingerprints_files(tiny_model, save_
     assert info.id == d.name and len(info.fingerprint_sha256) == 64
     again = load_model(str(d)).info()
     assert again.fingerprint_sha256 == info.fingerprint_sha256
+    # no --batch-size: planned from the shape and free memory, and the report says so
+    assert info.batch_size == 64 and backend.max_batch_tokens >= 256
+    assert any("planned from the memory free on cpu" in n for n in info.notes)
+    fixed = load_model(str(d), batch_size=3)
+    assert fixed.info().batch_size == 3 and any("set by --batch-size" in n for n in fixed.info().notes)
 
 
 def test_hub_ids_need_allow_download() -> None:

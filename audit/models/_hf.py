@@ -1,9 +1,11 @@
 """transformers backend: local checkpoints, GGUF files, the built-in alias, hub ids (opt-in).
 
-Log-likelihoods: requests are grouped by context; each batch runs every
-distinct context once (left-padded), copies its KV cache to the rows of its
-continuations, then scores all continuations in one more pass. Generation:
-length-sorted, left-padded batches through ``model.generate``.
+Log-likelihoods: requests are grouped by context and batched across groups; in each
+batch the prefix every context shares runs once, each context's remainder runs once
+(left-padded) on a copy of that cache, and every continuation runs once on a copy of
+its context's cache, in chunks of similar length. Generation: length-sorted,
+left-padded batches through ``model.generate``, one batch per parameter set. Batch
+sizes come from ``_memory.plan_batches``; running out of memory halves them.
 """
 
 from __future__ import annotations
