@@ -6,7 +6,9 @@ training a few hundred steps to plant a behaviour takes seconds on a CPU.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 # Converted GGUF checkpoints go to a per-session directory, never the user's cache.
 os.environ["LM_AUDIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="lm-audit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["LM_AUDIT_CACHE_DIR"], ignore_errors=True)
 
 import torch  # noqa: E402
 
