@@ -317,7 +317,7 @@ class HFBackend:
         continuation so that its logits predict the continuation's first token."""
         dev = self.device
         prefixes = [list(ctx[:-1]) for ctx, _ in batch]
-        shared = _common_prefix_len(prefixes) if len(batch) > 1 else len(prefixes[0])
+        shared = _common_prefix_len(prefixes)  # all of it when the batch has one context
         rests = [p[shared:] for p in prefixes]
         row_group: list[int] = []
         row_inputs: list[list[int]] = []
@@ -541,9 +541,9 @@ def load_hf_backend(
     converted = find_converted(fingerprint) if source.gguf_file and fingerprint and model_cache else None
     try:
         if converted is not None:
-            tok = AutoTokenizer.from_pretrained(converted, **{**kwargs, "local_files_only": True})
-            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch_dtype,
-                                                         **{**kwargs, "local_files_only": True})
+            local = {**kwargs, "local_files_only": True}
+            tok = AutoTokenizer.from_pretrained(converted, **local)
+            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch_dtype, **local)
             notes.append(_gguf_note(source.gguf_file, torch_dtype, converted))
         elif source.gguf_file:
             gguf = {**kwargs, "gguf_file": source.gguf_file}
