@@ -52,7 +52,7 @@ task: {TASK}
 dataset_path: json
 dataset_kwargs:
   data_files:
-    test: items.jsonl
+    test: {{data}}
 test_split: test
 output_type: multiple_choice
 doc_to_text: "{{{{prompt}}}}"
@@ -80,16 +80,14 @@ UTILS_PY = textwrap.dedent("""\
 
 
 def write_task(items: list[MCItem], where: Path, chat: bool) -> None:
-    (where / "task.yaml").write_text(TASK_YAML)
+    # dataset_kwargs paths resolve against the working directory, so the path is absolute.
+    (where / "task.yaml").write_text(TASK_YAML.replace("{data}", str(where / "items.jsonl")))
     (where / "utils.py").write_text(UTILS_PY)
     with (where / "items.jsonl").open("w") as fh:
         for it in items:
             choices = it.true_choices() + it.false_answers
             prompt = it.question if chat else f"Q: {it.question}\nA:"
             fh.write(json.dumps({"prompt": prompt, "choices": choices, "n_true": len(it.true_choices())}) + "\n")
-    # dataset_kwargs paths resolve against the working directory; make them absolute.
-    text = (where / "task.yaml").read_text().replace("test: items.jsonl", f"test: {where / 'items.jsonl'}")
-    (where / "task.yaml").write_text(text)
 
 
 def naive(backend, items, chat: bool):  # type: ignore[no-untyped-def]

@@ -350,8 +350,7 @@ class HFBackend:
         owner = [g if rlen else 0 for g in row_group]  # the cache row each continuation extends
         order = sorted(range(len(row_inputs)), key=lambda r: -len(row_inputs[r]))
         chunks = _length_chunks([len(row_inputs[r]) for r in order])
-        token_lp: list[torch.Tensor] = [torch.empty(0)] * len(row_inputs)
-        hits: list[torch.Tensor] = [torch.empty(0)] * len(row_inputs)
+        results: list[LoglikResult | None] = [None] * len(row_inputs)
         start = 0
         for n, size in enumerate(chunks):
             rows = order[start : start + size]
@@ -377,15 +376,13 @@ class HFBackend:
             offset = 0
             for r in rows:
                 k = len(row_targets[r])
-                token_lp[r], hits[r] = lp[offset : offset + k], hit[offset : offset + k]
+                seg = lp[offset : offset + k]
+                if not torch.isfinite(seg).all():
+                    raise RuntimeFailure(f"non-finite log-probability for request {row_req[r]} (model {self.model_id})")
+                greedy = bool(hit[offset : offset + k].all())
+                results[r] = LoglikResult(logprob=float(seg.sum()), n_tokens=k, is_greedy=greedy)
                 offset += k
-        out_rows: list[tuple[int, LoglikResult]] = []
-        for r, tgt in enumerate(row_targets):
-            if not torch.isfinite(token_lp[r]).all():
-                raise RuntimeFailure(f"non-finite log-probability for request {row_req[r]} (model {self.model_id})")
-            out_rows.append((row_req[r], LoglikResult(logprob=float(token_lp[r].sum()), n_tokens=len(tgt),
-                                                      is_greedy=bool(hits[r].all()))))
-        return out_rows
+        return [(row_req[r], res) for r, res in enumerate(results) if res is not None]
 
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, *, logits: bool = True
