@@ -54,3 +54,23 @@ class ResultCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class BatchCache:
+    """A backend's view of the run's result cache, scoped to one model (its weights fingerprint).
+
+    A backend keys a batch by what decides its results (``"generate"``, the token layout,
+    the parameters, ...); the scope is prepended, so two models never share an entry.
+    """
+
+    def __init__(self, store: ResultCache, scope: str) -> None:
+        self._store = store
+        self._scope = scope
+
+    def get(self, *parts: Any) -> Any | None:
+        """The stored value for ``parts``, or None."""
+        return self._store.get(cache_key(self._scope, *parts))
+
+    def put(self, value: Any, *parts: Any) -> None:
+        """Store ``value`` under ``parts``; durable once this returns."""
+        self._store.put(cache_key(self._scope, *parts), value)

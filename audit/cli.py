@@ -414,7 +414,12 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
 @click.option("--force", is_flag=True, help="Compare reports of different taxonomies or probe versions.")
 def diff_cmd(old: Path, new: Path, fmt: str, fail_on_regression: bool, force: bool) -> None:
     """Compare two report.json files metric by metric."""
-    from reports import IncomparableReports, diff_reports, load_report, render_diff_markdown
+    from reports import (
+        IncomparableReports,
+        diff_reports,
+        load_report,
+        render_diff_markdown,
+    )
 
     try:
         d = diff_reports(load_report(old), load_report(new), force=force)
@@ -456,6 +461,7 @@ def report_schema() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps every failure to an exit code and a one-line message."""
+    from probes import DatasetError
     from reports import ReportError
     from taxonomy import TaxonomyError
 
@@ -476,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         _err(f"error: {_one_line(exc.format_message())}")
         code = exc.exit_code
-    except (TaxonomyError, ReportError) as exc:
+    except (TaxonomyError, ReportError, DatasetError) as exc:
         _err(f"error: {_one_line(str(exc))}")
         code = EXIT_BAD_INPUT
     except AuditError as exc:

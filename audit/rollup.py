@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reports import Metric, Status
+from reports import AreaReport, Metric, ProbeReport, RiskReport, Status, Summary
+from taxonomy import Automation, Taxonomy
 
 _SEVERITY = {Status.error: 4, Status.fail: 3, Status.warn: 2, Status.passed: 1}
 
@@ -51,3 +52,43 @@ def combine(statuses: list[Status]) -> Status:
     if Status.not_evaluated in statuses:
         return Status.not_evaluated
     return Status.manual
+
+
+def roll_up(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:
+    """Per-risk and per-area statuses, and the audit's summary, from the probes that ran."""
+    by_id = {p.id: p for p in probe_reports}
+    areas = []
+    for area in tax.areas:
+        risks = []
+        for r in area.risks:
+            ran = [by_id[p] for p in r.probes if p in by_id]
+            if r.automation is Automation.manual and not ran:
+                status, reason = Status.manual, "needs a person's judgement; see the review checklist"
+            elif not ran:
+                status, reason = Status.not_evaluated, "none of its probes ran in this audit"
+            else:
+                status = combine([p.status for p in ran])
+                reason = ""
+                if status is Status.not_evaluated:
+                    reason = "its probes could not be evaluated on this model"
+                if r.automation is Automation.partial:
+                    reason = "automated evidence covers part of this risk; the rest needs review"
+            risks.append(RiskReport(
+                id=r.id, slug=r.slug, name=r.name, aliases=r.aliases, description=r.description,
+                automation=r.automation.value, status=status, status_reason=reason,
+                probes=[p.id for p in ran], probes_not_run=[p for p in r.probes if p not in by_id],
+                crosswalk=r.crosswalk.model_dump(), review_questions=r.review_questions,
+            ))
+        areas.append(AreaReport(id=area.id, name=area.name, aliases=area.aliases,
+                                status=combine([r.status for r in risks]), risks=risks))
+    counts: dict[str, int] = {}
+    for a in areas:
+        for r in a.risks:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    summary = Summary(
+        status=combine([a.status for a in areas]),
+        risks_by_status=counts,
+        probes_run=sum(1 for p in probe_reports if p.status is not Status.not_evaluated),
+        probes_errored=sum(1 for p in probe_reports if p.status is Status.error),
+    )
+    return areas, summary

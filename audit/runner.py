@@ -23,17 +23,23 @@ from audit._version import __version__
 from audit.cache import ResultCache
 from audit.config import AuditConfig
 from audit.errors import AuditError, BadInput
-from audit.models import ModelBackend, load_model, pick_device, resolve_model
+from audit.models import Backend, MeteredModel, load_model, pick_device, resolve_model
 from audit.offline import enforce_offline
-from audit.rollup import combine, metric_status, worst
+from audit.rollup import metric_status, roll_up, worst
 from audit.scorers import PIIDetector, ScorerSet, redact_tree
-from probes import Probe, ProbeContext, ProbeParams, ProbeResult, Progress, all_probes
+from probes import (
+    DatasetError,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+    Progress,
+    all_probes,
+)
 from reports import (
-    AreaReport,
     AuditReport,
     ModelInfo,
     ProbeReport,
-    RiskReport,
     RunInfo,
     Status,
     Summary,
@@ -43,7 +49,15 @@ from reports import (
     render_markdown,
     write_report,
 )
-from taxonomy import DEFAULT_TAXONOMY, Automation, Taxonomy, TaxonomyError, load_taxonomy, taxonomy_sha256
+from taxonomy import (
+    DEFAULT_TAXONOMY,
+    Automation,
+    Taxonomy,
+    TaxonomyError,
+    load_taxonomy,
+    taxonomy_sha256,
+    validation_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +116,7 @@ def _probe_params(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, P
         try:
             params[p.id] = p.Params.model_validate(config.probe_params.get(p.id, {}))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise BadInput(f"--param {p.id}:{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise BadInput(f"--param {p.id}:{validation_message(exc)}") from None
     return params
 
 
@@ -156,46 +169,6 @@ def _redact(result: ProbeResult, detector: PIIDetector, report: AuditReport) -> 
     })
 
 
-def rollup(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:
-    """Per-risk and per-area statuses from the probes that ran."""
-    by_id = {p.id: p for p in probe_reports}
-    areas = []
-    for area in tax.areas:
-        risks = []
-        for r in area.risks:
-            ran = [by_id[p] for p in r.probes if p in by_id]
-            if r.automation is Automation.manual and not ran:
-                status, reason = Status.manual, "needs a person's judgement; see the review checklist"
-            elif not ran:
-                status, reason = Status.not_evaluated, "none of its probes ran in this audit"
-            else:
-                status = combine([p.status for p in ran])
-                reason = ""
-                if status is Status.not_evaluated:
-                    reason = "its probes could not be evaluated on this model"
-                if r.automation is Automation.partial:
-                    reason = "automated evidence covers part of this risk; the rest needs review"
-            risks.append(RiskReport(
-                id=r.id, slug=r.slug, name=r.name, aliases=r.aliases, description=r.description,
-                automation=r.automation.value, status=status, status_reason=reason,
-                probes=[p.id for p in ran], probes_not_run=[p for p in r.probes if p not in by_id],
-                crosswalk=r.crosswalk.model_dump(), review_questions=r.review_questions,
-            ))
-        areas.append(AreaReport(id=area.id, name=area.name, aliases=area.aliases,
-                                status=combine([r.status for r in risks]), risks=risks))
-    counts: dict[str, int] = {}
-    for a in areas:
-        for r in a.risks:
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
-    summary = Summary(
-        status=combine([a.status for a in areas]),
-        risks_by_status=counts,
-        probes_run=sum(1 for p in probe_reports if p.status is not Status.not_evaluated),
-        probes_errored=sum(1 for p in probe_reports if p.status is Status.error),
-    )
-    return areas, summary
-
-
 def _write_samples(run_dir: Path, probe_id: str, result: ProbeResult) -> str:
     rel = f"samples/{probe_id}.jsonl"
     atomic_write_text(run_dir / rel, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in result.samples))
@@ -205,13 +178,14 @@ def _write_samples(run_dir: Path, probe_id: str, result: ProbeResult) -> str:
 def run_audit(
     config: AuditConfig,
     *,
-    model: ModelBackend | None = None,
+    model: Backend | None = None,
     progress: ProgressFactory | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Run an audit and write its run directory; returns the report.
 
-    ``model``: an already-loaded backend (tests, API users); otherwise ``config.model`` is loaded.
+    ``model``: an already-loaded backend (tests, API users, another backend written against
+    ``audit.models.Backend``); otherwise ``config.model`` is loaded with transformers.
     ``notify``: receives one-line status messages (the CLI prints them).
     Raises BadInput for unusable input before the model is loaded where possible.
     On KeyboardInterrupt the partial report is written, then the interrupt propagates.
@@ -253,8 +227,8 @@ def run_audit(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2))  # what --resume reads back
     cache = ResultCache(run_dir / "cache.sqlite")
-    if hasattr(model, "cache"):
-        model.cache = cache
+    metered = MeteredModel(model, cache)
+    caps = metered.capabilities()
     run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
                   resumed=config.resume,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
@@ -270,10 +244,9 @@ def run_audit(
 
     def save(complete: bool, interrupted: bool = False) -> None:
         report.run.cache_hits, report.run.cache_misses = cache.hits, cache.misses
-        if hasattr(model, "model_seconds"):
-            report.run.model_s = round(getattr(model, "model_seconds"), 3)
+        report.run.model_s = round(metered.seconds, 3)
         report.run.scoring_s = round(scorers.seconds, 3)
-        report.areas, report.summary = rollup(tax, report.probes)
+        report.areas, report.summary = roll_up(tax, report.probes)
         report.run.complete, report.run.interrupted = complete, interrupted
         report.run.finished_at = _now()
         report.run.duration_s = round(time.monotonic() - started, 3)
@@ -283,21 +256,22 @@ def run_audit(
     try:
         for probe_cls in probes:
             preport = _probe_report(probe_cls, params[probe_cls.id], Status.not_evaluated)
-            if probe_cls.kind == "loglikelihood" and not minfo.supports_loglikelihood:
+            if probe_cls.kind == "loglikelihood" and not caps.loglikelihood:
                 preport.notes.append("not evaluated: this model backend cannot score log-likelihoods")
                 report.probes.append(preport)
                 continue
-            ctx = ProbeContext(model=model, params=params[probe_cls.id], seed=config.seed, limit=config.limit,
+            ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),
+                               params=params[probe_cls.id], seed=config.seed, limit=config.limit,
                                dataset=config.datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
-                               log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers)
+                               log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo)
             t0 = time.monotonic()
-            m0 = getattr(model, "model_seconds", None)
+            m0 = metered.seconds
             s0 = scorers.seconds
             say(f"running {probe_cls.id}")
             try:
                 result = probe_cls().run(ctx)
-            except AuditError:
+            except (AuditError, DatasetError):
                 raise
             except Exception as exc:  # one broken probe must not lose the others' results
                 log.exception("probe %s failed", probe_cls.id)
@@ -306,8 +280,7 @@ def run_audit(
                 result = _redact(result, redactor, report)
             preport = _fill(preport, result)
             preport.duration_s = round(time.monotonic() - t0, 3)
-            if m0 is not None:
-                preport.model_s = round(getattr(model, "model_seconds") - m0, 3)
+            preport.model_s = round(metered.seconds - m0, 3)
             preport.scoring_s = round(scorers.seconds - s0, 3)
             if result.samples:
                 preport.samples_file = _write_samples(run_dir, probe_cls.id, result)
@@ -317,7 +290,7 @@ def run_audit(
         report.errors.append("interrupted by the user; probes that had not finished are not in this report")
         save(complete=False, interrupted=True)
         raise
-    except AuditError as exc:
+    except (AuditError, DatasetError) as exc:
         report.errors.append(str(exc))
         save(complete=False)
         raise

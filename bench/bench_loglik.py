@@ -40,7 +40,7 @@ from audit.models import LoglikRequest, load_model  # noqa: E402
 from probes import project_data  # noqa: E402
 from probes._datasets import read_jsonl  # noqa: E402
 from probes._preference import qa_context  # noqa: E402
-from probes.truthfulness import MCItem, mc_scores  # noqa: E402
+from probes.misinformation import MCItem, mc_scores  # noqa: E402
 
 TASK = "lmra_truthfulness_mc"
 LAYOUTS = {"chat": "chat template (the probe's default)", "zero-shot": "zero-shot 'Q: …\\nA:' + ' answer'"}
@@ -175,7 +175,6 @@ def main() -> None:
     ap.add_argument("--no-naive", action="store_true", help="skip the naive loop (the slowest row)")
     args = ap.parse_args()
     backend = load_model(args.model, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
-    backend.cache = None  # no result cache: every row computes
     items = read_jsonl(project_data("truthfulness_mc.jsonl"), MCItem)[: args.limit]
     try:
         import lm_eval

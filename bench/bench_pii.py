@@ -16,8 +16,8 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
+from audit.scorers import scorer_data  # noqa: E402
 from audit.scorers.pii import LabelledPII, PIIDetector, detection_figures  # noqa: E402
-from probes import project_data  # noqa: E402
 from probes._datasets import read_jsonl  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000, help="texts for the throughput measurement")
     args = ap.parse_args()
-    items = read_jsonl(project_data("pii_validation.jsonl"), LabelledPII)
+    items = read_jsonl(scorer_data("pii_validation.jsonl"), LabelledPII)
     detectors = {"spaCy + patterns": PIIDetector(), "patterns only": PIIDetector(nlp_model="none")}
     figures = {name: detection_figures(d, items) for name, d in detectors.items()}
     print(f"{len(items)} labelled texts; spaCy pipeline: {detectors['spaCy + patterns'].nlp_model}")

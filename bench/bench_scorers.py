@@ -18,7 +18,14 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from audit.scorers import Scorer, ScorerSpec, build_scorer, load_labelled, validate, validation_set_path  # noqa: E402
+from audit.scorers import (  # noqa: E402
+    Scorer,
+    ScorerSpec,
+    build_scorer,
+    load_labelled,
+    validate,
+    validation_set_path,
+)
 
 # Baseline word lists: what a keyword detector flags.
 _KEYWORDS = {

@@ -1,29 +1,83 @@
-"""Probes: each gathers evidence about one or more taxonomy risks. Importing this package
-registers every built-in probe."""
+"""Probes: each gathers evidence about one or more taxonomy risks, and the contracts they use.
+
+A probe sees a ``Model`` (generate, loglikelihood, capabilities), a ``ScorerLookup`` (a
+scorer per role, the PII detector), the statistics in ``probes.stats``, and raises
+``DatasetError`` for an unusable prompt set. ``audit`` implements the model and scorer
+contracts and runs probes; nothing here imports ``audit``. Importing this package registers
+every built-in probe (one module per probe-id prefix: ``probes/bias.py`` holds ``bias.*``).
+"""
 
 from probes import access as _access  # noqa: F401  (importing registers the probes)
 from probes import bias as _bias  # noqa: F401
-from probes import disparity as _disparity  # noqa: F401
+from probes import exclusion as _exclusion  # noqa: F401
 from probes import footprint as _footprint  # noqa: F401
+from probes import infohazard as _infohazard  # noqa: F401
 from probes import interaction as _interaction  # noqa: F401
-from probes import malicious as _malicious  # noqa: F401
+from probes import malicious_use as _malicious_use  # noqa: F401
 from probes import misinformation as _misinformation  # noqa: F401
-from probes import privacy as _privacy  # noqa: F401
+from probes import pii as _pii  # noqa: F401
 from probes import toxicity as _toxicity  # noqa: F401
-from probes import truthfulness as _truthfulness  # noqa: F401
-from probes._datasets import project_data
+from probes._datasets import project_data, read_jsonl
 from probes._registry import all_probes, get_probe, register
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult, Progress
+from probes.base import (
+    MetricSpec,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+    Progress,
+)
+from probes.errors import DatasetError
+from probes.model import (
+    Capabilities,
+    ChatMessage,
+    Generation,
+    GenerationParams,
+    LoglikRequest,
+    LoglikResult,
+    Model,
+    ProgressFn,
+    Prompt,
+    chat,
+)
+from probes.scoring import (
+    SECRET_ENTITIES,
+    Finding,
+    NoScorers,
+    PIIDetector,
+    Scorer,
+    ScorerError,
+    ScorerLookup,
+)
 
 __all__ = [
+    "SECRET_ENTITIES",
+    "Capabilities",
+    "ChatMessage",
+    "DatasetError",
+    "Finding",
+    "Generation",
+    "GenerationParams",
+    "LoglikRequest",
+    "LoglikResult",
     "MetricSpec",
+    "Model",
+    "NoScorers",
+    "PIIDetector",
     "Probe",
     "ProbeContext",
     "ProbeParams",
     "ProbeResult",
     "Progress",
+    "ProgressFn",
+    "Prompt",
+    "Scorer",
+    "ScorerError",
+    "ScorerLookup",
     "all_probes",
+    "chat",
     "get_probe",
     "project_data",
+    "read_jsonl",
     "register",
 ]

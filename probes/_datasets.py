@@ -1,6 +1,6 @@
 """Reading prompt sets: the project's JSONL files and user-supplied public formats.
 
-Every error names the file and the line (or row) and is a BadInput (exit code 2).
+Every error names the file and the line (or row) and is a DatasetError (exit code 2).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from audit.errors import BadInput
+from probes.errors import DatasetError
 from reports import DatasetInfo
+from taxonomy import validation_message
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -36,26 +37,20 @@ def dataset_info(path: Path, n_items: int, user: bool) -> DatasetInfo:
                        path=str(path), sha256=file_sha256(path), n_items=n_items)
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else err["msg"]
-
-
 def read_json(path: Path, model: type[T]) -> T:
     """One validated JSON document; errors name the file and the line or key."""
     try:
         raw: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
+        raise DatasetError(f"{path}: file not found") from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
+        raise DatasetError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
+        raise DatasetError(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise BadInput(f"{path}: {_first_error(exc)}") from None
+        raise DatasetError(f"{path}: {validation_message(exc)}") from None
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -64,7 +59,7 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+            raise DatasetError(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
 
 
 def read_jsonl(path: Path, model: type[T]) -> list[T]:
@@ -75,15 +70,15 @@ def read_jsonl(path: Path, model: type[T]) -> list[T]:
         try:
             item = model.model_validate(raw)
         except ValidationError as exc:
-            raise BadInput(f"{path}: line {lineno}: {_first_error(exc)}") from None
+            raise DatasetError(f"{path}: line {lineno}: {validation_message(exc)}") from None
         ident = getattr(item, "id", None)
         if isinstance(ident, str):
             if ident in seen:
-                raise BadInput(f"{path}: line {lineno}: duplicate id {ident!r}")
+                raise DatasetError(f"{path}: line {lineno}: duplicate id {ident!r}")
             seen.add(ident)
         items.append(item)
     if not items:
-        raise BadInput(f"{path}: no records")
+        raise DatasetError(f"{path}: no records")
     return items
 
 
@@ -94,9 +89,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield lineno, line
     except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
+        raise DatasetError(f"{path}: file not found") from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
+        raise DatasetError(f"{path}: not UTF-8 text") from None
 
 
 def read_csv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]]]:
@@ -107,19 +102,19 @@ def read_csv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, 
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
             if missing:
-                raise BadInput(f"{path}: header lacks column(s) {', '.join(repr(m) for m in missing)}"
+                raise DatasetError(f"{path}: header lacks column(s) {', '.join(repr(m) for m in missing)}"
                                f" (found {', '.join(header) or 'nothing'})")
             rows = []
             for row in reader:
                 if None in row:
-                    raise BadInput(f"{path}: line {reader.line_num}: more fields than the header has")
+                    raise DatasetError(f"{path}: line {reader.line_num}: more fields than the header has")
                 rows.append((reader.line_num, {k: (v or "") for k, v in row.items()}))
     except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
+        raise DatasetError(f"{path}: file not found") from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
+        raise DatasetError(f"{path}: not UTF-8 text") from None
     except csv.Error as exc:
-        raise BadInput(f"{path}: malformed CSV: {exc}") from None
+        raise DatasetError(f"{path}: malformed CSV: {exc}") from None
     if not rows:
-        raise BadInput(f"{path}: no rows")
+        raise DatasetError(f"{path}: no rows")
     return rows

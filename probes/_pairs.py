@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from audit import stats
-from audit.models import LoglikRequest
-from probes.base import Probe, ProbeContext, ProbeResult
+from probes import stats
+from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.model import LoglikRequest
 from reports import Breakdown, DatasetInfo, Example, Metric
+
+
+class PairParams(ProbeParams):
+    """Pair probes take no parameters beyond the common ones."""
 
 
 class ScoredPair(BaseModel):

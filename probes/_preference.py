@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from audit.models import GenerationParams, LoglikRequest, Prompt, chat
 from probes.base import ProbeContext
+from probes.model import GenerationParams, LoglikRequest, Prompt, chat
 
 
 def qa_context(question: str, chat_template: bool) -> tuple[Prompt, str]:
@@ -21,7 +21,7 @@ def qa_context(question: str, chat_template: bool) -> tuple[Prompt, str]:
 def answer_logprobs(ctx: ProbeContext, questions: Sequence[str], answers: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
     """(summed log-probability, tokens) of every answer given its question; each question's
     context is computed once for all its answers."""
-    use_chat = ctx.model.info().chat_template
+    use_chat = ctx.model.capabilities().chat_template
     requests, spans = [], []
     for q, ans in zip(questions, answers):
         context, sep = qa_context(q, use_chat)
@@ -33,7 +33,7 @@ def answer_logprobs(ctx: ProbeContext, questions: Sequence[str], answers: Sequen
 
 
 def generate_answers(ctx: ProbeContext, questions: Sequence[str], max_new_tokens: int) -> list[str]:
-    use_chat = ctx.model.info().chat_template
+    use_chat = ctx.model.capabilities().chat_template
     prompts = [qa_context(q, use_chat)[0] for q in questions]
     ctx.progress.start(len(prompts), "answers")
     outs = ctx.model.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens, seed=ctx.seed,

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit import stats
-from audit.models import GenerationParams, Prompt, chat
+from probes import stats
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.model import GenerationParams, Prompt, chat
 from reports import Example
 
 
@@ -34,7 +34,7 @@ class GenParams(ProbeParams):
 
 def layout_note(ctx: ProbeContext) -> str:
     """How conversation prompts reached the model, for the report's notes."""
-    if ctx.model.info().chat_template:
+    if ctx.model.capabilities().chat_template:
         return "turns rendered with the model's chat template"
     return "the model has no chat template: turns are rendered as 'User: ...' / 'Assistant:' plain text"
 
@@ -48,7 +48,7 @@ def generate_replies(ctx: ProbeContext, items: list[TextPrompt], max_new_tokens:
     return [o.text for o in outs]
 
 
-class ScoredGenerationProbe(Probe):
+class ScoredGenerationProbe(Probe[GenParams]):
     """Subclasses name the data file, the scorer role, the metric, and whether the metric counts
     replies the scorer flags (``count_flagged``) or replies it does not (compliance = no refusal)."""
 
@@ -56,17 +56,16 @@ class ScoredGenerationProbe(Probe):
     Params = GenParams
     dataset_format = "JSONL with id, text, stratum"
     data_file: ClassVar[str]
-    scorer_role: ClassVar[str]
     metric_name: ClassVar[str]
     count_flagged: ClassVar[bool] = True
     breakdown_by: ClassVar[str] = "stratum"
     example_detail: ClassVar[str] = ""
 
-    def run(self, ctx: ProbeContext) -> ProbeResult:
-        p: GenParams = ctx.params  # type: ignore[assignment]
+    def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
+        p = ctx.params
         path = ctx.dataset or project_data(self.data_file)
         items = ctx.take(read_jsonl(path, TextPrompt))
-        scorer = ctx.scorer(self.scorer_role)
+        scorer = ctx.scorer(self.scorer_roles[0])
         replies = generate_replies(ctx, items, p.max_new_tokens)
         flagged = scorer.flags(scorer.score(replies))
         counted = flagged if self.count_flagged else [not f for f in flagged]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit.models import LoglikRequest
 from probes._datasets import dataset_info, project_data, read_json
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.model import LoglikRequest
 from reports import Breakdown, GroupValue, Interval, Threshold
 
 _RESAMPLES = 2000
@@ -50,7 +50,7 @@ def _ci(samples: np.ndarray) -> Interval:
 
 
 @register
-class LanguageDisparity(Probe):
+class LanguageDisparity(Probe[LanguageParams]):
     """Parallel sentences in 10 languages and 2 English dialects, scored by log-likelihood.
 
     Measures: each language's negative log-likelihood per character relative to English on
@@ -81,7 +81,7 @@ class LanguageDisparity(Probe):
     Params = LanguageParams
     dataset_format = "JSON with reference, names {code: name}, sentences [{id, <code>: text, ...}]"
 
-    def run(self, ctx: ProbeContext) -> ProbeResult:
+    def run(self, ctx: ProbeContext[LanguageParams]) -> ProbeResult:
         path = ctx.dataset or project_data("parallel_sentences.json")
         spec = load_parallel(path)
         sentences = ctx.take(spec.sentences)

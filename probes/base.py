@@ -7,13 +7,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.models import ModelBackend
-from audit.scorers import PIIDetector, Scorer, ScorerSet
-from reports import Breakdown, DatasetInfo, Example, Interval, Metric, ScorerInfo, Threshold
+from probes.model import Model
+from probes.scoring import NoScorers, PIIDetector, Scorer, ScorerLookup
+from reports import (
+    Breakdown,
+    DatasetInfo,
+    Example,
+    Interval,
+    Metric,
+    ModelInfo,
+    ScorerInfo,
+    Threshold,
+)
 
 
 class MetricSpec(BaseModel):
@@ -56,18 +65,26 @@ class Progress:
         """Record ``n`` more units done."""
 
 
-@dataclass
-class ProbeContext:
-    """Everything a probe may use. Probes do not load models or read global state."""
+P = TypeVar("P", bound=ProbeParams)
 
-    model: ModelBackend
-    params: ProbeParams
+
+@dataclass
+class ProbeContext(Generic[P]):
+    """Everything a probe may use. Probes do not load models or read global state.
+
+    ``model_info`` is the model's identity record (parameters, device, dtype) for probes that
+    report on the model itself; what a model can do is ``model.capabilities()``.
+    """
+
+    model: Model
+    params: P
     seed: int = 0
     limit: int | None = None
     dataset: Path | None = None
     progress: Progress = field(default_factory=Progress)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("probes"))
-    scorers: ScorerSet = field(default_factory=ScorerSet)
+    scorers: ScorerLookup = field(default_factory=NoScorers)
+    model_info: ModelInfo | None = None
 
     def scorer(self, role: str) -> Scorer:
         """The run's scorer for ``role`` (built and validated once per run)."""
@@ -82,7 +99,7 @@ class ProbeContext:
         return list(items if self.limit is None else items[: self.limit])
 
 
-class Probe(ABC):
+class Probe(ABC, Generic[P]):
     """A probe: a stable dotted id, the risks it gives evidence for, and ``run``.
 
     Subclasses declare everything as class attributes so that ``lm-audit probes``
@@ -100,9 +117,12 @@ class Probe(ABC):
     dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted
     scorer_roles: ClassVar[tuple[str, ...]] = ()  # scorers the probe uses, built before the model loads
     uses_pii: ClassVar[bool] = False  # whether the probe uses the run's PII detector (ctx.pii())
+    # False for a probe that measures the model itself (timing): the runner hands it a model
+    # that bypasses the run's result cache.
+    uses_result_cache: ClassVar[bool] = True
 
     @abstractmethod
-    def run(self, ctx: ProbeContext) -> ProbeResult:
+    def run(self, ctx: ProbeContext[P]) -> ProbeResult:
         """Run against ``ctx.model`` and return the evidence."""
 
     @classmethod

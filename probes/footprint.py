@@ -3,15 +3,14 @@ energy and emissions per million generated tokens under stated assumptions."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from pydantic import Field
 
-from audit import stats
-from audit.models import GenerationParams
+from probes import stats
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.model import GenerationParams
 
 _PROMPTS = ("Write a short note to a friend about the weekend.", "Explain how a bicycle works.",
             "Describe a walk through a forest in autumn.", "List some tips for learning to cook.")
@@ -28,7 +27,7 @@ class FootprintParams(ProbeParams):
 
 
 @register
-class ComputeFootprint(Probe):
+class ComputeFootprint(Probe[FootprintParams]):
     """Measures generation throughput on this machine and converts it into energy and CO2e per
     million generated tokens from a stated device power, PUE and grid intensity. Informational:
     no pass/fail by default; every assumption is printed with the figures.
@@ -57,18 +56,18 @@ class ComputeFootprint(Probe):
                    description="energy x grid carbon intensity"),
     )
     Params = FootprintParams
+    uses_result_cache = False  # timing must measure the model, never the run's result cache
 
-    def run(self, ctx: ProbeContext) -> ProbeResult:
-        p: FootprintParams = ctx.params  # type: ignore[assignment]
-        info = ctx.model.info()
+    def run(self, ctx: ProbeContext[FootprintParams]) -> ProbeResult:
+        p = ctx.params
+        info = ctx.model_info
+        if info is None:
+            raise ValueError("footprint.compute needs the model's identity record (ProbeContext.model_info)")
         power = p.device_power_w or (400.0 if info.device.startswith("cuda") else 65.0)
         prompts = [_PROMPTS[i % len(_PROMPTS)] for i in range(p.batch)]
         params = GenerationParams(max_new_tokens=p.max_new_tokens, seed=ctx.seed)
         ctx.progress.start(p.repeats + 1, "batches")
-        # Timing must measure the model, never the run's result cache.
-        uncached = getattr(ctx.model, "uncached", contextlib.nullcontext)
-        with uncached():
-            samples, rates = self._measure(ctx, prompts, params)
+        samples, rates = self._measure(ctx, prompts, params)
         kwh = [power * p.pue * (1e6 / rate) / 3.6e6 for rate in rates]
 
         co2 = [e * p.grid_gco2e_per_kwh / 1000.0 for e in kwh]
@@ -83,8 +82,8 @@ class ComputeFootprint(Probe):
         return ProbeResult(metrics=metrics, samples=samples, notes=notes)
 
     @staticmethod
-    def _measure(ctx: ProbeContext, prompts: list[str], params: GenerationParams) -> tuple[list[dict[str, float | str]], list[float]]:
-        p: FootprintParams = ctx.params  # type: ignore[assignment]
+    def _measure(ctx: ProbeContext[FootprintParams], prompts: list[str], params: GenerationParams) -> tuple[list[dict[str, float | str]], list[float]]:
+        p = ctx.params
         ctx.model.generate(prompts[:1], GenerationParams(max_new_tokens=4))  # warm-up, not timed
         ctx.progress.advance()
         rates: list[float] = []

@@ -31,7 +31,6 @@ class Anthropomorphism(ScoredGenerationProbe):
     )
     scorer_roles = ("claims",)
     data_file = "anthropomorphism.jsonl"
-    scorer_role = "claims"
     metric_name = "human_claim_rate"
     breakdown_by = "invited claim"
     example_detail = "claimed a human trait"
@@ -56,7 +55,6 @@ class SelfIdentity(ScoredGenerationProbe):
     )
     scorer_roles = ("identity",)
     data_file = "identity_prompts.jsonl"
-    scorer_role = "identity"
     metric_name = "self_identity_rate"
     breakdown_by = "asked about"
     example_detail = "ascribed itself an identity"

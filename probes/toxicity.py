@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit import stats
-from audit.errors import BadInput
-from audit.models import GenerationParams, Prompt, chat
+from probes import stats
 from probes._datasets import dataset_info, project_data, read_json_lines, read_jsonl
 from probes._registry import register
 from probes._scored import layout_note
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.errors import DatasetError
+from probes.model import GenerationParams, Prompt, chat
 from reports import Breakdown, DatasetInfo, Example, GroupValue, Threshold
 
 
@@ -42,17 +42,17 @@ def load_rtp_jsonl(path: Path) -> list[PromptItem]:
         prompt = row.get("prompt") if isinstance(row, dict) else None
         text = prompt.get("text") if isinstance(prompt, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise BadInput(f"{path}: line {lineno}: expected an object with a non-empty prompt.text "
+            raise DatasetError(f"{path}: line {lineno}: expected an object with a non-empty prompt.text "
                            "(RealToxicityPrompts format)")
         tox = prompt.get("toxicity")
         if tox is not None and not isinstance(tox, (int, float)):
-            raise BadInput(f"{path}: line {lineno}: prompt.toxicity must be a number or null")
+            raise DatasetError(f"{path}: line {lineno}: prompt.toxicity must be a number or null")
         stratum = "unscored prompt" if tox is None else ("toxic prompt" if tox >= 0.5 else "non-toxic prompt")
         if row.get("challenging") is True:
             stratum += ", challenging"
         items.append(PromptItem(id=f"line-{lineno}", text=text, stratum=stratum))
     if not items:
-        raise BadInput(f"{path}: no records")
+        raise DatasetError(f"{path}: no records")
     return items
 
 
@@ -76,25 +76,25 @@ _SPECS = (
 )
 
 
-class _ToxicityProbe(Probe):
+class _ToxicityProbe(Probe[ToxicityParams]):
     kind = "generation"
     metric_specs = _SPECS
     Params = ToxicityParams
     scorer_roles = ("toxicity",)
 
     @abstractmethod
-    def items(self, ctx: ProbeContext) -> tuple[list[PromptItem], DatasetInfo]:
+    def items(self, ctx: ProbeContext[ToxicityParams]) -> tuple[list[PromptItem], DatasetInfo]:
         """The prompts to run and where they came from."""
 
     @abstractmethod
     def prompt(self, item: PromptItem) -> Prompt:
         """The model input for one item."""
 
-    def layout_note(self, ctx: ProbeContext) -> str:
+    def layout_note(self, ctx: ProbeContext[ToxicityParams]) -> str:
         return ""
 
-    def run(self, ctx: ProbeContext) -> ProbeResult:
-        p: ToxicityParams = ctx.params  # type: ignore[assignment]
+    def run(self, ctx: ProbeContext[ToxicityParams]) -> ProbeResult:
+        p = ctx.params
         scorer = ctx.scorer("toxicity")
         items, info = self.items(ctx)
         items = ctx.take(items)

@@ -1,8 +1,20 @@
 """The audit report: schema, JSON I/O and renderers. Imports nothing else of this project."""
 
-from reports._diff import IncomparableReports, MetricDiff, ReportDiff, diff_reports, render_diff_markdown
+from reports._diff import (
+    IncomparableReports,
+    MetricDiff,
+    ReportDiff,
+    diff_reports,
+    render_diff_markdown,
+)
 from reports._escape import escape_markdown
-from reports._io import ReportError, atomic_write_text, load_report, report_json_schema, write_report
+from reports._io import (
+    ReportError,
+    atomic_write_text,
+    load_report,
+    report_json_schema,
+    write_report,
+)
 from reports._junit import render_junit
 from reports._markdown import render_markdown
 from reports._schema import (

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reports._schema import AuditReport
+from taxonomy import validation_location, validation_problem
 
 
 class ReportError(ValueError):
@@ -53,9 +54,7 @@ def load_report(path: Path | str) -> AuditReport:
     try:
         return AuditReport.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        raise ReportError(f"{path}: {loc or '(top level)'}: {err['msg']}") from None
+        raise ReportError(f"{path}: {validation_location(exc) or '(top level)'}: {validation_problem(exc)}") from None
 
 
 def report_json_schema() -> dict[str, Any]:

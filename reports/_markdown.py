@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reports._escape import escape_markdown as esc
-from reports._schema import AuditReport, Interval, Metric, ProbeReport, RiskReport, ScorerInfo, Status
+from reports._schema import (
+    AuditReport,
+    Interval,
+    Metric,
+    ProbeReport,
+    RiskReport,
+    ScorerInfo,
+    Status,
+)
 
 _EXAMPLE_CHARS = 400
 

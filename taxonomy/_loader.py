@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from taxonomy._messages import validation_location, validation_problem, yaml_message
 from taxonomy._schema import Taxonomy
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("weidinger.yaml")
@@ -24,21 +24,6 @@ class TaxonomyError(ValueError):
         self.problem = problem
         where = f"{self.path}: {key_path}" if key_path else self.path
         super().__init__(f"{where}: {problem}")
-
-
-def _with_ids(data: Any, loc: tuple[Any, ...]) -> str:
-    """Render a pydantic location, adding the id of each list item where it has one."""
-    out = ""
-    node = data
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list) and part < len(node):
-            node = node[part]
-            ident = node.get("id") if isinstance(node, dict) else None
-            out += f"[{ident}]" if isinstance(ident, str) else f"[{part}]"
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def load_taxonomy(path: Path | str | None = None, known_probes: Iterable[str] | None = None) -> Taxonomy:
@@ -57,25 +42,13 @@ def load_taxonomy(path: Path | str | None = None, known_probes: Iterable[str] | 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TaxonomyError(path, where, f"malformed YAML: {problem}") from None
+        raise TaxonomyError(path, "", yaml_message(exc)) from None
     if not isinstance(data, dict):
         raise TaxonomyError(path, "", "expected a mapping with 'name', 'version' and 'areas' at the top")
     try:
         tax = Taxonomy.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "missing required field"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "enum":
-            msg = f"{msg} (got {err.get('input')!r})"
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise TaxonomyError(path, _with_ids(data, tuple(err["loc"])), msg + more) from None
+        raise TaxonomyError(path, validation_location(exc, data), validation_problem(exc)) from None
     _check_unique(path, tax)
     if known_probes is not None:
         known = set(known_probes)

@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from audit.errors import BadInput
 from audit.rollup import metric_status
-from probes import ProbeContext, project_data
+from audit.scorers import ScorerSet
+from probes import DatasetError, ProbeContext, project_data
 from probes._datasets import read_jsonl
-from probes.bias import DefaultNorms, NormPair, StereotypePair, StereotypePairs, load_crows_pairs_csv
-from probes.disparity import GroupDisparity, load_disparity_set
+from probes.bias import (
+    GroupDisparity,
+    StereotypePair,
+    StereotypePairs,
+    load_crows_pairs_csv,
+    load_disparity_set,
+)
+from probes.exclusion import DefaultNorms, NormPair
 from reports import Status
 from tests.conftest import make_model, train
 
@@ -39,9 +45,9 @@ def test_planted_stereotype_preference_is_found_and_control_is_not(pairs, tiny_t
     # The control sees both sentences of every pair equally often.
     control = train(make_model(tiny_tokenizer), tiny_tokenizer,
                     [s for p in pairs for s in (p.stereotype, p.anti_stereotype)], steps=150)
-    bad = _metrics(StereotypePairs().run(ProbeContext(model=backend_factory(biased), params=StereotypePairs.Params(),
+    bad = _metrics(StereotypePairs().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(biased), params=StereotypePairs.Params(),
                                                       limit=N_PAIRS)))
-    good = _metrics(StereotypePairs().run(ProbeContext(model=backend_factory(control), params=StereotypePairs.Params(),
+    good = _metrics(StereotypePairs().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(control), params=StereotypePairs.Params(),
                                                        limit=N_PAIRS)))
     assert bad["stereotype_rate"].value >= 0.8 and bad["stereotype_rate"].status is Status.fail
     assert 0.25 <= good["stereotype_rate"].value <= 0.75, good["stereotype_rate"].value
@@ -54,7 +60,7 @@ def test_planted_stereotype_preference_is_found_and_control_is_not(pairs, tiny_t
 def test_sentences_are_scored_on_bos_alone_like_lm_eval(tiny_model, tiny_tokenizer, backend_factory) -> None:  # type: ignore[no-untyped-def]
     # Even with a chat template the sentence is scored raw, conditioned only on BOS.
     backend = backend_factory(tiny_model, chat_template=True)
-    result = StereotypePairs().run(ProbeContext(model=backend, params=StereotypePairs.Params(), limit=3))
+    result = StereotypePairs().run(ProbeContext(scorers=ScorerSet(), model=backend, params=StereotypePairs.Params(), limit=3))
     for sample in result.samples:
         for key in ("stereotype", "anti_stereotype"):
             ids = [tiny_tokenizer.bos_token_id] + tiny_tokenizer(sample[key], add_special_tokens=False)["input_ids"]
@@ -93,7 +99,7 @@ def test_crows_pairs_loader(tmp_path: Path) -> None:
 def test_crows_pairs_loader_rejects_malformed(tmp_path: Path, content: str, needle: str) -> None:
     p = tmp_path / "bad.csv"
     p.write_text(content)
-    with pytest.raises(BadInput, match=needle.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(DatasetError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         load_crows_pairs_csv(p)
 
 
@@ -101,14 +107,14 @@ def test_crows_pairs_file_through_the_probe(tmp_path: Path, backend_factory) -> 
     p = tmp_path / "crows.csv"
     p.write_text(CROWS_HEADER + '0,"Zorbs are bad at sums.","Plims are bad at sums.",stereo,race-color,[],a,[]\n'
                  '1,"Plims never cry.","Zorbs never cry.",antistereo,gender,[],b,[]\n')
-    result = StereotypePairs().run(ProbeContext(model=backend_factory(), params=StereotypePairs.Params(), dataset=p))
+    result = StereotypePairs().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(), params=StereotypePairs.Params(), dataset=p))
     m = _metrics(result)
     assert m["stereotype_rate"].n == 2 and result.dataset is not None and result.dataset.origin == "user"
     assert {b.by for b in m["stereotype_rate"].breakdowns} == {"category", "direction"}
 
 
 def test_default_norms_runs_on_the_project_set(backend_factory) -> None:  # type: ignore[no-untyped-def]
-    result = DefaultNorms().run(ProbeContext(model=backend_factory(), params=DefaultNorms.Params(), limit=10))
+    result = DefaultNorms().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(), params=DefaultNorms.Params(), limit=10))
     m = _metrics(result)
     assert set(m) == {"narrow_default_rate", "narrow_default_rate_per_token", "likelihood_diff"}
     assert m["narrow_default_rate"].n == 10 and m["likelihood_diff"].unit == "nats"
@@ -138,9 +144,9 @@ def test_planted_group_disparity_is_found_and_control_is_not(tiny_tokenizer, bac
                    [p + (NEG if g == "vosk" else POS) for g, p in fills], steps=150)
     control = train(make_model(tiny_tokenizer), tiny_tokenizer, [p + POS for _, p in fills], steps=150)
     params = GroupDisparity.Params(max_new_tokens=8)
-    bad_result = GroupDisparity().run(ProbeContext(model=backend_factory(biased), params=params, dataset=data))
+    bad_result = GroupDisparity().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(biased), params=params, dataset=data))
     bad = _metrics(bad_result)
-    good = _metrics(GroupDisparity().run(ProbeContext(model=backend_factory(control), params=params, dataset=data)))
+    good = _metrics(GroupDisparity().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(control), params=params, dataset=data)))
     gap = bad["negative_regard_gap"]
     assert gap.value >= 0.8 and gap.status is Status.fail, bad_result.samples[:3]
     assert gap.ci is not None and gap.ci.method == "newcombe" and gap.ci.level == pytest.approx(1 - 0.05 / 4)
@@ -154,7 +160,7 @@ def test_planted_group_disparity_is_found_and_control_is_not(tiny_tokenizer, bac
 
 @pytest.mark.parametrize("content, needle", [
     ('{"templates": [{"id": "a", "frame": "f", "template": "no slot"}], "groups": {"x": ["a", "b"]}}',
-     "templates.0.template"),
+     r"templates\[0\]\.template"),
     ('{"templates": [{"id": "a", "frame": "f", "template": "The {group}"}], "groups": {"x": ["a"]}}',
      "at least two distinct groups"),
     ("{oops", "malformed JSON"),
@@ -162,7 +168,7 @@ def test_planted_group_disparity_is_found_and_control_is_not(tiny_tokenizer, bac
 def test_disparity_loader_rejects_malformed(tmp_path: Path, content: str, needle: str) -> None:
     p = tmp_path / "d.json"
     p.write_text(content)
-    with pytest.raises(BadInput, match=needle):
+    with pytest.raises(DatasetError, match=needle):
         load_disparity_set(p)
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from audit import AuditConfig, run_audit
-from reports import IncomparableReports, Interval, diff_reports, load_report, write_report
+from reports import (
+    IncomparableReports,
+    Interval,
+    diff_reports,
+    load_report,
+    write_report,
+)
 from tests.test_cli import assert_one_line_error, lm_audit
 
 

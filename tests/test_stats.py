@@ -1,6 +1,6 @@
 import pytest
 
-from audit import stats
+from probes import stats
 
 
 def test_wilson_matches_hand_computed_values() -> None:
@@ -41,7 +41,7 @@ def test_grouped_breakdown_counts_each_group() -> None:
 
 
 def test_rate_difference_matches_newcombe_1998() -> None:
-    from audit.stats import rate_difference
+    from probes.stats import rate_difference
 
     # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 vs 48/80, method 10.
     d, ci = rate_difference(56, 70, 48, 80)
@@ -56,7 +56,7 @@ def test_rate_difference_matches_newcombe_1998() -> None:
 
 
 def test_cluster_rate() -> None:
-    from audit.stats import cluster_rate, rate
+    from probes.stats import cluster_rate, rate
 
     single = cluster_rate([[True], [False], [False], [True]])
     assert single == rate([True, False, False, True])
@@ -69,7 +69,7 @@ def test_cluster_rate() -> None:
 
 
 def test_f1_interval() -> None:
-    from audit.stats import f1_interval
+    from probes.stats import f1_interval
 
     value, ci, n = f1_interval([True, True, False, False], [True, False, True, False])
     assert value == pytest.approx(0.5) and n == 4 and ci is not None and 0 <= ci.low <= 0.5 <= ci.high <= 1

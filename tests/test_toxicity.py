@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import BadInput
 from audit.rollup import metric_status
-from probes import ProbeContext
-from probes.toxicity import ToxicityContinuation, ToxicityDialogue, ToxicityParams, load_rtp_jsonl
+from audit.scorers import ScorerSet
+from probes import DatasetError, ProbeContext
+from probes.toxicity import (
+    ToxicityContinuation,
+    ToxicityDialogue,
+    ToxicityParams,
+    load_rtp_jsonl,
+)
 from reports import Status
 from tests.conftest import make_model, train
 
@@ -39,7 +44,7 @@ def planted(tiny_tokenizer):  # type: ignore[no-untyped-def]
 
 
 def _run(probe, backend, dataset: Path | None = None, **params):  # type: ignore[no-untyped-def]
-    ctx = ProbeContext(model=backend, params=probe.Params(**params), dataset=dataset)
+    ctx = ProbeContext(scorers=ScorerSet(), model=backend, params=probe.Params(**params), dataset=dataset)
     result = probe.run(ctx)
     for m in result.metrics:
         m.status = metric_status(m)
@@ -81,7 +86,7 @@ def test_sampling_k_outputs_per_prompt_is_seeded_and_clustered(planted, backend_
 @pytest.mark.slow
 def test_dialogue_runs_through_the_chat_template(backend_factory) -> None:  # type: ignore[no-untyped-def]
     backend = backend_factory(chat_template=True)
-    ctx = ProbeContext(model=backend, params=ToxicityParams(max_new_tokens=4), limit=6)
+    ctx = ProbeContext(scorers=ScorerSet(), model=backend, params=ToxicityParams(max_new_tokens=4), limit=6)
     result = ToxicityDialogue().run(ctx)
     names = [m.name for m in result.metrics]
     assert names == ["expected_max_toxicity", "toxicity_probability", "toxic_fraction"]
@@ -108,7 +113,7 @@ def test_rtp_loader_reads_strata(tmp_path: Path) -> None:
 def test_rtp_loader_rejects_malformed(tmp_path: Path, content: str, needle: str) -> None:
     p = tmp_path / "bad.jsonl"
     p.write_text(content)
-    with pytest.raises(BadInput, match=needle) as exc:
+    with pytest.raises(DatasetError, match=needle) as exc:
         load_rtp_jsonl(p)
     assert str(p) in str(exc.value)
 

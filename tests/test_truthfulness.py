@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import BadInput
-from probes import ProbeContext, project_data
+from audit.scorers import ScorerSet
+from probes import DatasetError, ProbeContext, project_data
 from probes._datasets import read_jsonl
-from probes.truthfulness import MCItem, TruthfulnessMC, load_truthfulqa_csv, mc_scores, polarity
+from probes.misinformation import (
+    MCItem,
+    TruthfulnessMC,
+    load_truthfulqa_csv,
+    mc_scores,
+    polarity,
+)
 from tests.conftest import make_model, train
 
 HEADER = "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
@@ -70,7 +76,7 @@ def test_truthfulqa_csv_loader(tmp_path: Path) -> None:
 def test_truthfulqa_csv_loader_rejects_malformed(tmp_path: Path, content: str, message: str) -> None:
     p = tmp_path / "bad.csv"
     p.write_text(content)
-    with pytest.raises(BadInput, match=message):
+    with pytest.raises(DatasetError, match=message):
         load_truthfulqa_csv(p)
 
 
@@ -78,7 +84,7 @@ def test_jsonl_loader_names_line(tmp_path: Path) -> None:
     p = tmp_path / "x.jsonl"
     good = {"id": "a", "category": "c", "question": "q", "best_answer": "b", "false_answers": ["f"]}
     p.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b", "false_answers": []}) + "\n")
-    with pytest.raises(BadInput, match=r"x\.jsonl: line 2: false_answers"):
+    with pytest.raises(DatasetError, match=r"x\.jsonl: line 2: false_answers"):
         read_jsonl(p, MCItem)
 
 
@@ -90,7 +96,7 @@ def _csv(tmp_path: Path) -> Path:
 
 
 def _run(backend, dataset: Path):  # type: ignore[no-untyped-def]
-    ctx = ProbeContext(model=backend, params=TruthfulnessMC.Params(), dataset=dataset)
+    ctx = ProbeContext(scorers=ScorerSet(), model=backend, params=TruthfulnessMC.Params(), dataset=dataset)
     result = TruthfulnessMC().run(ctx)
     return {m.name: m for m in result.metrics}, result
 
@@ -112,7 +118,7 @@ def test_model_trained_on_falsehoods_scores_far_lower(tiny_tokenizer, backend_fa
 
 
 def test_limit_takes_the_first_items(backend_factory) -> None:
-    ctx = ProbeContext(model=backend_factory(), params=TruthfulnessMC.Params(), limit=5)
+    ctx = ProbeContext(scorers=ScorerSet(), model=backend_factory(), params=TruthfulnessMC.Params(), limit=5)
     result = TruthfulnessMC().run(ctx)
     assert [m.n for m in result.metrics] == [5, 5] and len(result.samples) == 5
     assert result.dataset and result.dataset.origin == "project"

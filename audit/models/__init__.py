@@ -1,22 +1,18 @@
-"""Model backends behind one batched protocol. The transformers backend is imported lazily
-(torch is heavy), through ``load_model``."""
+"""Model backends: the contract the runner relies on (``Backend``), the wrapper every backend
+goes through (``MeteredModel``), and the transformers backend. The transformers backend is
+imported on first use (torch is heavy), through ``load_model``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from audit.models._protocol import (
-    ChatMessage,
-    Generation,
-    GenerationParams,
-    LoglikRequest,
-    LoglikResult,
-    ModelBackend,
-    ProgressFn,
-    Prompt,
-    chat,
+from audit.models._backend import Backend, MeteredModel
+from audit.models._resolve import (
+    BUILTIN_MODELS,
+    ModelSource,
+    resolve_model,
+    weights_fingerprint,
 )
-from audit.models._resolve import BUILTIN_MODELS, ModelSource, resolve_model, weights_fingerprint
 
 if TYPE_CHECKING:
     from audit.models._hf import HFBackend
@@ -59,16 +55,9 @@ def pick_device(device: str) -> str:
 
 __all__ = [
     "BUILTIN_MODELS",
-    "ChatMessage",
-    "Generation",
-    "GenerationParams",
-    "LoglikRequest",
-    "LoglikResult",
-    "ModelBackend",
+    "Backend",
+    "MeteredModel",
     "ModelSource",
-    "ProgressFn",
-    "Prompt",
-    "chat",
     "load_model",
     "pick_device",
     "resolve_model",

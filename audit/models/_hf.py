@@ -10,31 +10,30 @@ sizes come from ``_memory.plan_batches``; running out of memory halves them.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import inspect
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from audit.cache import BatchCache
 from audit.errors import BadInput, RuntimeFailure
-from audit.models._protocol import (
+from audit.models._converted import find_converted, save_converted
+from audit.models._memory import plan_batches
+from audit.models._resolve import ModelSource, weights_fingerprint
+from probes.model import (
+    Capabilities,
     Generation,
     GenerationParams,
     LoglikRequest,
     LoglikResult,
-    Prompt,
     ProgressFn,
+    Prompt,
 )
-from audit.cache import ResultCache, cache_key
-from audit.models._converted import find_converted, save_converted
-from audit.models._memory import plan_batches
-from audit.models._resolve import ModelSource, weights_fingerprint
 from reports import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -111,9 +110,7 @@ def _select_rows(cache: Any, rows: torch.Tensor, *, in_place: bool) -> Any:
 
 
 class HFBackend:
-    """A transformers causal LM behind the batched backend protocol."""
-
-    supports_loglikelihood = True
+    """A transformers causal LM behind the backend contract (``audit.models.Backend``)."""
 
     def __init__(
         self,
@@ -143,8 +140,6 @@ class HFBackend:
         self._fingerprint = fingerprint or self._parameter_fingerprint()
         self._gguf_file = gguf_file
         self._notes = list(notes)
-        self.cache: ResultCache | None = None  # the run's result cache, set by the runner
-        self.model_seconds = 0.0  # wall time spent inside generate / loglikelihood (the runner reports it)
         # transformers 5.x renamed the KV-cache argument and output field to `cache`.
         forward_args = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
@@ -180,6 +175,11 @@ class HFBackend:
             batch_size=self.batch_size,
             notes=self._notes,
         )
+
+    def capabilities(self) -> Capabilities:
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return Capabilities(chat_template=self.use_chat_template, loglikelihood=True,
+                            max_context=int(limit) if isinstance(limit, int) else None)
 
     # ---- prompts ------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
@@ -222,14 +222,13 @@ class HFBackend:
         return self.encode_prompt(context), self._split(text, plain, continuation)
 
     # ---- log-likelihood -------------------------------------------------------------------
-    def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
-        t0 = time.perf_counter()
-        try:
-            return self._backing_off(self._loglikelihood, requests, progress)
-        finally:
-            self.model_seconds += time.perf_counter() - t0
+    def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None, *,
+                      cache: BatchCache | None = None) -> list[LoglikResult]:
+        """Scores every request; each computed batch goes to ``cache`` (and is read from it first)."""
+        return self._backing_off(self._loglikelihood, requests, progress, cache)
 
-    def _loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None) -> list[LoglikResult]:
+    def _loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None,
+                       cache: BatchCache | None) -> list[LoglikResult]:
         if not requests:
             return []
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
@@ -248,7 +247,7 @@ class HFBackend:
 
         results: list[LoglikResult | None] = [None] * len(requests)
         for batch in self._pack(groups):
-            for idx, res in self._cached_score_batch(batch):
+            for idx, res in self._cached_score_batch(batch, cache):
                 results[idx] = res
             if progress:
                 progress(sum(len(conts) for _, conts in batch))
@@ -283,28 +282,19 @@ class HFBackend:
         return batches
 
     def _cached_score_batch(
-        self, batch: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]]
+        self, batch: list[tuple[tuple[int, ...], list[tuple[int, list[int]]]]], cache: BatchCache | None
     ) -> list[tuple[int, LoglikResult]]:
         """``_score_batch`` through the run's cache: the key is the batch's exact token layout."""
-        if self.cache is None:
+        if cache is None:
             return self._score_batch(batch)
-        key = cache_key(self._fingerprint, "loglikelihood", [[list(ctx), [c for _, c in conts]] for ctx, conts in batch])
+        key = ("loglikelihood", [[list(ctx), [c for _, c in conts]] for ctx, conts in batch])
         order = [idx for _, conts in batch for idx, _ in conts]
-        cached = self.cache.get(key)
+        cached = cache.get(*key)
         if cached is not None:
             return [(idx, LoglikResult.model_validate(r)) for idx, r in zip(order, cached)]
         scored = dict(self._score_batch(batch))
-        self.cache.put(key, [scored[idx].model_dump() for idx in order])
+        cache.put([scored[idx].model_dump() for idx in order], *key)
         return [(idx, scored[idx]) for idx in order]
-
-    @contextlib.contextmanager
-    def uncached(self) -> Iterator[None]:
-        """Bypass the result cache (for timing measurements)."""
-        saved, self.cache = self.cache, None
-        try:
-            yield
-        finally:
-            self.cache = saved
 
     @torch.inference_mode()
     def _score_batch(
@@ -402,9 +392,12 @@ class HFBackend:
         prompts: list[Prompt],
         params: GenerationParams | Sequence[GenerationParams],
         progress: ProgressFn | None = None,
+        *,
+        cache: BatchCache | None = None,
     ) -> list[Generation]:
         """Generate for every prompt, with one set of parameters or one per prompt. Prompts
-        with equal parameters share batches; greedy and sampled requests never do."""
+        with equal parameters share batches; greedy and sampled requests never do. Each
+        computed batch goes to ``cache`` (and is read from it first)."""
         per_prompt = [params] * len(prompts) if isinstance(params, GenerationParams) else list(params)
         if len(per_prompt) != len(prompts):
             raise BadInput(f"generate: {len(prompts)} prompts but {len(per_prompt)} parameter sets")
@@ -412,14 +405,10 @@ class HFBackend:
         for i, p in enumerate(per_prompt):
             groups[p].append(i)
         results: list[Generation | None] = [None] * len(prompts)
-        t0 = time.perf_counter()
-        try:
-            for group_params, idxs in groups.items():
-                out = self._backing_off(self._generate, [prompts[i] for i in idxs], group_params, progress)
-                for i, g in zip(idxs, out):
-                    results[i] = g
-        finally:
-            self.model_seconds += time.perf_counter() - t0
+        for group_params, idxs in groups.items():
+            out = self._backing_off(self._generate, [prompts[i] for i in idxs], group_params, progress, cache)
+            for i, g in zip(idxs, out):
+                results[i] = g
         return [g for g in results if g is not None]
 
     def _backing_off(self, fn: Any, *args: Any) -> Any:
@@ -442,7 +431,8 @@ class HFBackend:
 
     @torch.inference_mode()
     def _generate(
-        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None
+        self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None,
+        cache: BatchCache | None,
     ) -> list[Generation]:
         if not prompts:
             return []
@@ -469,9 +459,8 @@ class HFBackend:
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
             if params.stop:
                 kwargs.update(stop_strings=list(params.stop), tokenizer=self.tok)
-            key = cache_key(self._fingerprint, "generate", [encoded[i] for i in idxs], params.model_dump(mode="json"),
-                            b) if self.cache is not None else None
-            cached = self.cache.get(key) if self.cache is not None and key is not None else None
+            key = ("generate", [encoded[i] for i in idxs], params.model_dump(mode="json"), b)
+            cached = cache.get(*key) if cache is not None else None
             if cached is not None:
                 for i, g in zip(idxs, cached):
                     results[i] = Generation.model_validate(g)
@@ -479,8 +468,8 @@ class HFBackend:
                 out = self.model.generate(**kwargs)
                 for r, i in enumerate(idxs):
                     results[i] = self._finish(out[r, width:].tolist(), params, eos_ids)
-                if self.cache is not None and key is not None:
-                    self.cache.put(key, [results[i].model_dump() for i in idxs])  # type: ignore[union-attr]
+                if cache is not None:
+                    cache.put([results[i].model_dump() for i in idxs], *key)  # type: ignore[union-attr]
             if progress:
                 progress(len(idxs))
         return [g for g in results if g is not None]

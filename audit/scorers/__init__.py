@@ -3,16 +3,25 @@
 ``ScorerSet`` holds a run's scorers by role; ``validate`` measures one on a labelled set.
 """
 
-from audit.scorers._base import Scorer, ScorerError
-from audit.scorers._factory import ROLES, SCORER_NAMES, PIIOptions, ScorerSet, ScorerSpec, build_scorer
+from audit.scorers._base import Scorer
+from audit.scorers._factory import (
+    ROLES,
+    SCORER_NAMES,
+    PIIOptions,
+    ScorerSet,
+    ScorerSpec,
+    build_scorer,
+)
 from audit.scorers._validation import (
     LabelledText,
     load_labelled,
+    scorer_data,
     validate,
     validate_on_project_set,
     validation_set_path,
 )
 from audit.scorers.pii import PIIDetector, redact_tree
+from probes import ScorerError  # the contract's error, re-exported for scorer authors
 
 __all__ = [
     "ROLES",
@@ -26,6 +35,7 @@ __all__ = [
     "ScorerSpec",
     "build_scorer",
     "load_labelled",
+    "scorer_data",
     "redact_tree",
     "validate",
     "validate_on_project_set",

@@ -11,15 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
+from probes import ScorerError
 from reports import ScorerInfo, ScorerValidation
 
 
-class ScorerError(RuntimeError):
-    """A scorer failed on its input. The probe that called it reports an error, not a score."""
-
-
 class Scorer(ABC):
-    """Scores texts for one property (toxicity, negative regard ...). Higher = more of it."""
+    """Base of the project's scorers (implements ``probes.Scorer``): timing, range checks and
+    error wrapping here; a subclass writes ``_score``. Higher = more of the property."""
 
     name: ClassVar[str]
     measures: ClassVar[str]

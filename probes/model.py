@@ -1,4 +1,8 @@
-"""The model backend contract: batched generation, log-likelihoods, and identity."""
+"""The model contract a probe uses: batched generation, log-likelihoods and a capabilities record.
+
+``audit`` implements it (the transformers backend, behind the runner's metering wrapper);
+a probe sees nothing else of a model: not its cache, its timing or its report record.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from reports import ModelInfo
 
 
 class ChatMessage(BaseModel):
@@ -57,9 +59,20 @@ class LoglikResult(BaseModel):
 ProgressFn = Callable[[int], None]  # called with the number of items just finished
 
 
+class Capabilities(BaseModel):
+    """What a model can do, for probes that adapt to it."""
+
+    model_config = ConfigDict(frozen=True)
+    chat_template: bool  # conversations are rendered with the model's own chat template
+    loglikelihood: bool  # continuations can be scored (log-probabilities are available)
+    max_context: int | None = None  # tokens of prompt plus output; None when unknown
+
+
 @runtime_checkable
-class ModelBackend(Protocol):
-    supports_loglikelihood: bool
+class Model(Protocol):
+    """A model as probes see it. Calls are batched: pass every prompt of a probe at once."""
+
+    def capabilities(self) -> Capabilities: ...
 
     def generate(
         self,
@@ -72,9 +85,9 @@ class ModelBackend(Protocol):
 
     def loglikelihood(
         self, requests: list[LoglikRequest], progress: ProgressFn | None = None
-    ) -> list[LoglikResult]: ...
-
-    def info(self) -> ModelInfo: ...
+    ) -> list[LoglikResult]:
+        """One result per request, in order. Requests with equal context share one context pass."""
+        ...
 
 
 def chat(*turns: tuple[str, str]) -> tuple[ChatMessage, ...]:

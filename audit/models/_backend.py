@@ -1,0 +1,114 @@
+"""The backend contract the runner relies on, and the wrapper every backend goes through.
+
+A backend implements four methods and nothing else: ``capabilities``, ``info``,
+``generate`` and ``loglikelihood``; the last two take an optional ``cache`` (a
+``BatchCache``) to read each batch from and write each computed batch to. The runner
+never touches a backend directly: it wraps it in ``MeteredModel``, which owns the run's
+result cache, the time spent inside the model and the cache bypass for probes that time
+the model. Probes see the wrapper only through ``probes.Model``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from audit.cache import BatchCache, ResultCache
+from probes.model import (
+    Capabilities,
+    Generation,
+    GenerationParams,
+    LoglikRequest,
+    LoglikResult,
+    ProgressFn,
+    Prompt,
+)
+from reports import ModelInfo
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a model backend implements. Write a new one against these four methods alone."""
+
+    def capabilities(self) -> Capabilities:
+        """Chat template or not, log-likelihoods or not, context length."""
+        ...
+
+    def info(self) -> ModelInfo:
+        """The model's identity for the report; ``fingerprint_sha256`` scopes its cache entries."""
+        ...
+
+    def generate(
+        self,
+        prompts: list[Prompt],
+        params: GenerationParams | Sequence[GenerationParams],
+        progress: ProgressFn | None = None,
+        *,
+        cache: BatchCache | None = None,
+    ) -> list[Generation]:
+        """One generation per prompt, in order. With ``cache``: look each batch up before
+        computing it, and put each computed batch (so an interrupted run resumes)."""
+        ...
+
+    def loglikelihood(
+        self, requests: list[LoglikRequest], progress: ProgressFn | None = None, *, cache: BatchCache | None = None
+    ) -> list[LoglikResult]:
+        """One result per request, in order; ``cache`` as for ``generate``. A backend that
+        cannot score says so in ``capabilities`` and raises here."""
+        ...
+
+
+class _Clock:
+    """Seconds spent inside the model, shared by a wrapper and its uncached view."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+class MeteredModel:
+    """A backend as the runner uses it: every call timed, every batch through the run's cache.
+
+    Implements ``probes.Model``. ``uncached()`` is the same model without the cache, for a
+    probe that measures the model itself (its time still counts).
+    """
+
+    def __init__(self, backend: Backend, cache: ResultCache | None = None, *, _clock: _Clock | None = None) -> None:
+        self.backend = backend
+        self._store = cache
+        self._cache = BatchCache(cache, backend.info().fingerprint_sha256) if cache is not None else None
+        self._clock = _clock or _Clock()
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent inside ``generate`` and ``loglikelihood`` so far."""
+        return self._clock.seconds
+
+    def uncached(self) -> MeteredModel:
+        """This model without the result cache; time spent still counts here."""
+        return MeteredModel(self.backend, None, _clock=self._clock)
+
+    def info(self) -> ModelInfo:
+        return self.backend.info()
+
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities()
+
+    def generate(
+        self,
+        prompts: list[Prompt],
+        params: GenerationParams | Sequence[GenerationParams],
+        progress: ProgressFn | None = None,
+    ) -> list[Generation]:
+        t0 = time.perf_counter()
+        try:
+            return self.backend.generate(prompts, params, progress, cache=self._cache)
+        finally:
+            self._clock.seconds += time.perf_counter() - t0
+
+    def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
+        t0 = time.perf_counter()
+        try:
+            return self.backend.loglikelihood(requests, progress, cache=self._cache)
+        finally:
+            self._clock.seconds += time.perf_counter() - t0
