@@ -17,10 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from audit.errors import BadInput
+from audit.rollup import severity as status_severity
 from reports import AuditReport, CheckResult, Metric, PolicyReport, Status
+from taxonomy import validation_location, validation_message, validation_problem, yaml_message
 
 Severity = Literal["block", "warn"]
-_STATUS_ORDER = {"pass": 0, "manual": 0, "warn": 1, "not_evaluated": 2, "fail": 3, "error": 4}
 
 
 class MetricCheck(BaseModel):
@@ -76,35 +77,33 @@ def load_policy(path: Path | None) -> Policy:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadInput(f"--policy {path}: file not found") from None
+        raise BadInput(f"{path}: file not found", setting="policy") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise BadInput(f"--policy {path}: {'line ' + str(mark.line + 1) + ': ' if mark else ''}malformed YAML") from None
+        raise BadInput(f"{path}: {yaml_message(exc)}", setting="policy") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise BadInput(f"--policy {path}: expected a mapping at the top level")
+        raise BadInput(f"{path}: expected a mapping at the top level", setting="policy")
     raw_checks = data.get("checks") or []
     if not isinstance(raw_checks, list):
-        raise BadInput(f"--policy {path}: checks: expected a list")
+        raise BadInput(f"{path}: checks: expected a list", setting="policy")
     checks: list[MetricCheck | RiskCheck] = []
     for i, raw in enumerate(raw_checks):
         if not isinstance(raw, dict):
-            raise BadInput(f"--policy {path}: checks[{i}]: expected a mapping")
+            raise BadInput(f"{path}: checks[{i}]: expected a mapping", setting="policy")
         if True in raw:  # YAML 1.1 reads the key `on` as the boolean true
             raw = {("on" if k is True else k): v for k, v in raw.items()}
         model: type[MetricCheck] | type[RiskCheck] = RiskCheck if "risk" in raw else MetricCheck
         try:
             checks.append(model.model_validate(raw))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise BadInput(f"--policy {path}: checks[{i}]{'.' + loc if loc else ''}: {err['msg']}") from None
+            loc = validation_location(exc, raw)  # within the check; each check is validated on its own
+            raise BadInput(f"{path}: checks[{i}]{'.' + loc if loc else ''}: {validation_problem(exc)}",
+                           setting="policy") from None
     try:
         return Policy.model_validate({**data, "checks": checks})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise BadInput(f"--policy {path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        raise BadInput(f"{path}: {validation_message(exc, data)}", setting="policy") from None
 
 
 def _bound_value(m: Metric, on: str) -> float | None:
@@ -136,9 +135,9 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
             ids = [r for r in risks if risks[r].probes] if check.risk == "*" else [check.risk]
             for rid in ids:
                 if rid not in risks:
-                    raise BadInput(f"--policy: check {check.name!r}: the report has no risk {rid}")
+                    raise BadInput(f"check {check.name!r}: the report has no risk {rid}", setting="policy")
                 r = risks[rid]
-                ok = _STATUS_ORDER.get(r.status.value, 4) <= _STATUS_ORDER[check.max_status]
+                ok = status_severity(r.status) <= status_severity(Status(check.max_status))
                 out.append(CheckResult(name=check.name if check.risk != "*" else f"risk {rid} at most {check.max_status}",
                                        area=area_of_risk[rid], risk=rid, severity=severity(check.severity,
                                                                                            area_of_risk[rid]),

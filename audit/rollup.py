@@ -7,13 +7,27 @@ from collections.abc import Iterable
 from reports import AreaReport, Metric, ProbeReport, RiskReport, Status, Summary
 from taxonomy import Automation, Taxonomy
 
-_SEVERITY = {Status.error: 4, Status.fail: 3, Status.warn: 2, Status.passed: 1}
+# The one severity order of statuses, least to most severe. not_evaluated sits above warn and
+# below fail: a risk that could not be measured must not pass a policy's `max_status: warn`
+# check, yet it is no evidence of failure. manual ranks with pass: a risk left to a person's review
+# does not fail an automated gate (the review checklist carries it).
+_SEVERITY = {Status.passed: 0, Status.manual: 0, Status.warn: 1, Status.not_evaluated: 2, Status.fail: 3,
+             Status.error: 4}
+# Statuses that carry no measurement. The roll-up's own rule on top of the order: the worst
+# *evaluated* status wins, and these show only when nothing was evaluated (a risk with a passing
+# probe and an unevaluable one is pass; an area with a failing risk and a manual one is fail).
+_UNEVALUATED = frozenset({Status.not_evaluated, Status.manual})
+
+
+def severity(status: Status) -> int:
+    """Rank of ``status`` in the one severity order (higher is worse)."""
+    return _SEVERITY[status]
 
 
 def worst(statuses: Iterable[Status]) -> Status | None:
-    """Most severe of pass/warn/fail/error; None when there is none of them."""
-    ranked = [s for s in statuses if s in _SEVERITY]
-    return max(ranked, key=_SEVERITY.__getitem__) if ranked else None
+    """Most severe of the evaluated statuses (pass/warn/fail/error); None when there is none of them."""
+    ranked = [s for s in statuses if s not in _UNEVALUATED]
+    return max(ranked, key=severity) if ranked else None
 
 
 def metric_status(m: Metric) -> Status | None:
@@ -45,13 +59,12 @@ def metric_status(m: Metric) -> Status | None:
 
 
 def combine(statuses: list[Status]) -> Status:
-    """Roll several statuses up: the worst evaluated one, else not_evaluated, else manual."""
+    """Roll several statuses up: the worst evaluated one, else the worst unevaluated one
+    (not_evaluated over manual), else manual (nothing to roll up)."""
     w = worst(statuses)
     if w is not None:
         return w
-    if Status.not_evaluated in statuses:
-        return Status.not_evaluated
-    return Status.manual
+    return max(statuses, key=severity, default=Status.manual)
 
 
 def roll_up(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:

@@ -97,7 +97,7 @@ def intervals_overlap(a: Interval | None, b: Interval | None) -> bool | None:
     """Whether two intervals overlap; None when either is missing."""
     if a is None or b is None:
         return None
-    return a.low <= b.high and b.low <= a.high
+    return a.overlaps(b)
 
 
 def rate_difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float | None, Interval | None]:

@@ -41,7 +41,7 @@ class IncomparableReports(ValueError):
 def _change(old: Metric, new: Metric) -> tuple[str, bool | None]:
     if old.ci is None or new.ci is None or old.value is None or new.value is None:
         return "informational", None
-    overlap = old.ci.low <= new.ci.high and new.ci.low <= old.ci.high
+    overlap = old.ci.overlaps(new.ci)
     hib = new.higher_is_better
     if hib is None:
         return "informational", overlap

@@ -33,6 +33,10 @@ class Interval(_Model):
     level: float = 0.95
     method: Literal["wilson", "bootstrap", "newcombe"]
 
+    def overlaps(self, other: Interval) -> bool:
+        """Whether the two intervals share a point (closed intervals: touching ends overlap)."""
+        return self.low <= other.high and other.low <= self.high
+
 
 class GroupValue(_Model):
     """A metric restricted to one group of samples (a category, a stratum)."""

@@ -81,7 +81,7 @@ def test_planted_fault_blocks_and_clean_control_passes(checkpoints: dict[str, Pa
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("checks:\n  - probe: a\n    metric: b\n", "checks[0]: Value error, a metric check needs exactly one of max or min"),
+    ("checks:\n  - probe: a\n    metric: b\n", "checks[0]: a metric check needs exactly one of max or min"),
     ("checks:\n  - probe: a\n    metric: b\n    max: 1\n    on: middle\n", "checks[0].on"),
     ("checks:\n  - risk: I.1\n    max_status: great\n", "checks[0].max_status"),
     ("severity: fatal\n", "severity"),

@@ -1,0 +1,123 @@
+"""Log-likelihoods in shared-context batches.
+
+Requests are grouped by context and packed into batches across groups (``pack``); each
+batch is scored in up to three passes, each token run once (``score_batch``): the prefix
+every context shares runs once, each context's remainder once (left-padded) on a copy of
+that cache, and every continuation once on a copy of its context's cache, in chunks of
+similar length. A computed batch is stored in the run's cache under its exact token layout.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from audit.cache import BatchCache
+from audit.errors import BadInput, RuntimeFailure
+from audit.models._prompts import EncodedContext, PromptEncoder
+from audit.models._tensors import common_prefix_len, length_chunks, padded, select_rows
+from probes.model import LoglikRequest, LoglikResult, Prompt, ProgressFn
+
+Continuations = list[tuple[int, list[int]]]  # (request index, continuation tokens)
+Group = tuple[tuple[int, ...], Continuations]  # a context's tokens and (some of) its continuations
+Batch = list[Group]
+ScoreFn = Callable[[Batch], list[tuple[int, LoglikResult]]]
+
+
+def loglikelihoods(requests: list[LoglikRequest], prompts: PromptEncoder, score: ScoreFn, *, batch_size: int,
+                   max_batch_tokens: int, progress: ProgressFn | None, cache: BatchCache | None) -> list[LoglikResult]:
+    """One result per request, in order; ``score`` computes a batch that ``cache`` lacks."""
+    if not requests:
+        return []
+    groups = group_by_context(requests, prompts)
+    results: list[LoglikResult | None] = [None] * len(requests)
+    for batch in pack(groups, batch_size, max_batch_tokens):
+        for idx, res in cached_score(batch, cache, score):
+            results[idx] = res
+        if progress:
+            progress(sum(len(conts) for _, conts in batch))
+    return [r for r in results if r is not None]
+
+
+def group_by_context(requests: list[LoglikRequest], prompts: PromptEncoder) -> dict[tuple[int, ...], Continuations]:
+    """Continuation tokens of every request, keyed by its context's tokens."""
+    groups: dict[tuple[int, ...], Continuations] = defaultdict(list)
+    # Each distinct context is rendered and encoded once, however many continuations it has.
+    contexts: dict[Prompt, EncodedContext] = {}
+    for i, req in enumerate(requests):
+        if req.context not in contexts:
+            contexts[req.context] = prompts.encode_context(req.context)
+        encoded = contexts[req.context]
+        cont = prompts.split(encoded, req.continuation)
+        if not cont:
+            raise BadInput(f"log-likelihood request {i}: continuation {req.continuation!r} encodes to no tokens")
+        groups[encoded.ids].append((i, cont))
+    return groups
+
+
+def pack(groups: dict[tuple[int, ...], Continuations], batch_size: int, max_batch_tokens: int) -> list[Batch]:
+    """Batches of (context, continuations): longest first (an OOM shows at once), rows and
+    tokens within budget; a context with more continuations than a batch is split."""
+    items: list[Group] = []
+    for ctx, conts in groups.items():
+        for start in range(0, len(conts), batch_size):
+            items.append((ctx, conts[start : start + batch_size]))
+    # Longest context first: contexts are left-padded together in one pass, while the
+    # continuations are re-sorted by length inside the batch (see score_batch).
+    items.sort(key=lambda it: (-len(it[0]), -max(len(c) for _, c in it[1])))
+    batches: list[Batch] = []
+    current: Batch = []
+    rows = 0
+    width = 0
+    for ctx, conts in items:
+        w = max(width, len(ctx) + max(len(c) for _, c in conts))
+        if current and (rows + len(conts) > batch_size or (rows + len(conts)) * w > max_batch_tokens):
+            batches.append(current)
+            current, rows, w = [], 0, len(ctx) + max(len(c) for _, c in conts)
+        current.append((ctx, conts))
+        rows += len(conts)
+        width = w
+    if current:
+        batches.append(current)
+    return batches
+
+
+def cached_score(batch: Batch, cache: BatchCache | None, score: ScoreFn) -> list[tuple[int, LoglikResult]]:
+    """``score`` through the run's cache: the key is the batch's exact token layout."""
+    if cache is None:
+        return score(batch)
+    key = ("loglikelihood", [[list(ctx), [c for _, c in conts]] for ctx, conts in batch])
+    order = [idx for _, conts in batch for idx, _ in conts]
+    cached = cache.get(*key)
+    if cached is not None:
+        return [(idx, LoglikResult.model_validate(r)) for idx, r in zip(order, cached)]
+    scored = dict(score(batch))
+    cache.put([scored[idx].model_dump() for idx in order], *key)
+    return [(idx, scored[idx]) for idx in order]
+
+
+class ForwardPass:
+    """One forward pass of a causal LM with a KV cache, across transformers versions."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        # transformers 5.x renamed the KV-cache argument and output field to `cache`.
+        forward_args = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self._keep_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in forward_args), None)
+
+    def __call__(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, *, logits: bool = True
+    ) -> tuple[torch.Tensor, Any]:
+        """(logits, the KV cache extended by ``ids``). Without ``logits`` only the cache is
+        wanted, so the output layer runs on the last position alone where the model allows
+        it (the vocabulary projection is a fifth of a small model's compute)."""
+        kw: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
+        if not logits and self._keep_arg:
+            kw[self._keep_arg] = 1
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        return out.logits, getattr(out, self._cache_arg)

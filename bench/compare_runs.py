@@ -1,0 +1,79 @@
+"""Compare two run directories field by field, ignoring what is expected to differ between
+two runs of the same audit (timings, timestamps, the run's own paths and command line).
+
+    python bench/compare_runs.py runs/before runs/after
+
+Prints every differing JSON path of report.json (and every differing samples/ file), then a
+one-line verdict; exits 1 when anything but the ignored fields differs. Used to show that a
+refactor changed no result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Keys whose values are timings, timestamps or where/how the run was invoked.
+IGNORED_KEYS = {"duration_s", "model_s", "scoring_s", "started_at", "finished_at", "directory", "command",
+                "tokens_per_second"}
+# Whole paths that legitimately differ: the run's name (from its directory) and the host.
+IGNORED_PATHS = {"run.id", "host", "config.out"}
+# footprint.compute measures wall-clock throughput: its figures differ on every run.
+TIMING_PROBES = {"footprint.compute"}
+
+
+def diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if path in IGNORED_PATHS:
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            if key in IGNORED_KEYS:
+                continue
+            sub = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                out.append(f"{sub}: only in {'new' if key in b else 'old'}")
+            else:
+                out += diff(a[key], b[key], sub)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} vs {len(b)} items"]
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            label = x.get("id") if isinstance(x, dict) and isinstance(x.get("id"), str) else str(i)
+            if label in TIMING_PROBES:
+                continue
+            out += diff(x, y, f"{path}[{label}]")
+        return out
+    return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old", type=Path)
+    ap.add_argument("new", type=Path)
+    args = ap.parse_args()
+    old = json.loads((args.old / "report.json").read_text(encoding="utf-8"))
+    new = json.loads((args.new / "report.json").read_text(encoding="utf-8"))
+    found = diff(old, new)
+    names = sorted({p.name for d in (args.old, args.new) for p in (d / "samples").glob("*.jsonl")})
+    for name in names:
+        if name.removesuffix(".jsonl") in TIMING_PROBES:
+            continue
+        a, b = args.old / "samples" / name, args.new / "samples" / name
+        if not a.is_file() or not b.is_file() or a.read_bytes() != b.read_bytes():
+            found.append(f"samples/{name} differs")
+    for line in found:
+        print(line)
+    n_metrics = sum(len(p.get("metrics", [])) for p in old.get("probes", []))
+    print(f"{len(found)} difference(s) outside timings; {len(old.get('probes', []))} probes, {n_metrics} metrics, "
+          f"{len(names)} sample files compared")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
