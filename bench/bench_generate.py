@@ -21,8 +21,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from audit.models import GenerationParams, load_model  # noqa: E402
-from probes import project_data  # noqa: E402
+from audit.models import load_model  # noqa: E402
+from probes import GenerationParams, project_data  # noqa: E402
 from probes._datasets import read_jsonl  # noqa: E402
 from probes.toxicity import PromptItem  # noqa: E402
 

