@@ -1,3 +1,5 @@
+"""``python -m audit``: the lm-audit command line."""
+
 from audit.cli import main
 
 main()

@@ -1,15 +1,37 @@
-"""AuditConfig: everything that defines a run, from a YAML file and/or CLI flags."""
+"""AuditConfig: everything that defines a run, and the one path its settings take.
+
+Layering (``layered``): packaged defaults (the field defaults below) < a ``--config`` YAML
+file < flags. A resumed run (``resume=RUN_DIR``) takes its settings from the run's recorded
+``config.json`` instead (``resume_config``): the settings that decide what is measured cannot
+change, the output settings (``OUTPUT_SETTINGS``) can, and the settings that let code or data
+in (``TRUSTED_SETTINGS``) are never read back from the file.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 
 from audit.errors import BadInput
-from audit.scorers import PIIOptions, ScorerSpec
+from audit.scorers import ROLES, PIIOptions, ScorerSpec
+from taxonomy import (
+    validation_location,
+    validation_message,
+    validation_problem,
+    yaml_message,
+)
+
+# Settings a resumed run takes from its caller: they change what is written, not what is measured.
+OUTPUT_SETTINGS = frozenset({"policy", "junit"})
+# Settings that let code or data in: never taken from a recorded config.json, only from the
+# caller (the command line); a resume of a run that had one needs it given again.
+TRUSTED_SETTINGS = ("trust_remote_code", "allow_download", "show_pii")
 
 
 class AuditConfig(BaseModel):
@@ -17,7 +39,8 @@ class AuditConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="built-in alias, checkpoint directory, .gguf file, or hub id (with allow_download)")
+    model: str | None = Field(default=None, description="built-in alias, checkpoint directory, .gguf file, or hub "
+                                                         "id (with allow_download); required unless resuming")
     taxonomy: Path | None = Field(default=None, description="taxonomy YAML; default: the bundled Weidinger et al. file")
     areas: list[str] = Field(default_factory=list)
     risks: list[str] = Field(default_factory=list)
@@ -35,36 +58,171 @@ class AuditConfig(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, description="rows per forward pass; None: planned from "
                                                                      "the model's shape and free memory")
     datasets: dict[str, Path] = Field(default_factory=dict, description="probe id -> user-supplied dataset file")
+    canaries: Path | None = Field(default=None, description="JSONL of secrets known to be in the training data; "
+                                                            "the dataset of every probe that declares takes_canaries")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
     pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
     policy: str | None = Field(default=None, description="release policy YAML, or 'default' for the packaged one")
     junit: Path | None = Field(default=None, description="write the policy checks as JUnit XML here")
-    resume: bool = Field(default=False, description="continue the run in `out` from its cache")
+    resume: Path | None = Field(default=None, description="a run directory: continue that run with its recorded "
+                                                          "settings (config.json); finished work comes from its cache")
+
+    @model_validator(mode="after")
+    def _model_or_resume(self) -> AuditConfig:
+        if self.model is None and self.resume is None:
+            raise ValueError("model is required unless resume names a run directory")
+        return self
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as the report records them: ``resume`` is how the run was started, not
+        what it measured, and ``canaries`` appears only when given."""
+        exclude = {"resume"} | ({"canaries"} if self.canaries is None else set())
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict (validated later, merged with flags)."""
+    """Read a YAML config file into a dict (validated later, layered under the flags)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadInput(f"--config {path}: file not found") from None
+        raise BadInput(f"{path}: file not found", setting="config") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise BadInput(f"--config {path}: {where}malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise BadInput(f"{path}: {yaml_message(exc)}", setting="config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise BadInput(f"--config {path}: expected a mapping of settings at the top level")
+        raise BadInput(f"{path}: expected a mapping of settings at the top level", setting="config")
     return data
 
 
-def make_config(values: dict[str, Any], origin: str = "settings") -> AuditConfig:
+def merge_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """``upper``'s settings over ``lower``'s. ``pii`` merges key by key; in ``scorers`` an entry
+    that names a scorer replaces the role's entry, one with only labels or a threshold refines it
+    (and a role left without a name gets its default scorer)."""
+    out = dict(lower)
+    for key, value in upper.items():
+        below = out.get(key)
+        if key == "pii" and isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = {**below, **value}
+        elif key == "scorers" and isinstance(value, Mapping):
+            scorers = {role: dict(spec) if isinstance(spec, Mapping) else spec
+                       for role, spec in (below.items() if isinstance(below, Mapping) else ())}
+            for role, spec in value.items():
+                if isinstance(spec, Mapping):
+                    current = scorers.get(role)
+                    base: Mapping[str, Any] = current if "name" not in spec and isinstance(current, Mapping) else {}
+                    spec = {**base, **spec}
+                    if "name" not in spec and role in ROLES:
+                        spec["name"] = ROLES[role]
+                scorers[role] = spec
+            out[key] = scorers
+        else:
+            out[key] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a user would have written it: ``I,III``, ``none``, ``hf-classifier:PATH``."""
+    if isinstance(value, ScorerSpec):
+        return value.name + (f":{value.model}" if value.model else "")
+    value = to_jsonable_python(value)
+    if value is None:
+        return "none"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _setting_error(exc: ValidationError) -> BadInput:
+    """A validation error of one setting: ``BadInput("<value>: <problem>", setting="limit")``."""
+    setting = validation_location(exc)
+    if not setting:
+        return BadInput(validation_message(exc))
+    value = exc.errors()[0].get("input")
+    scalar = value is None or isinstance(value, (str, int, float, bool, Path))
+    detail = f"{_shown(value)}: {validation_problem(exc)}" if scalar else validation_problem(exc)
+    return BadInput(detail, setting=setting)
+
+
+def layered(file_values: Mapping[str, Any] | None = None, flag_values: Mapping[str, Any] | None = None, *,
+            source: Path | None = None) -> AuditConfig:
+    """Packaged defaults < ``file_values`` (a config file, see ``load_config_file``; ``source``
+    names it in errors) < ``flag_values`` (None means not given). BadInput names the setting,
+    or the file and the key path when the bad value came from the file."""
+    file_values = dict(file_values or {})
+    flags = {k: v for k, v in (flag_values or {}).items() if v is not None}
+    values = merge_settings(file_values, flags)
+    if values.get("model") is None and values.get("resume") is None:
+        raise BadInput("is required (e.g. smollm2-135m)", setting="model")
     try:
         return AuditConfig.model_validate(values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BadInput(f"{origin}: {loc}: {err['msg']}") from None
+        loc = exc.errors()[0]["loc"]
+        if source is not None and loc and loc[0] in file_values and loc[0] not in flags:
+            raise BadInput(f"{source}: {validation_message(exc, values)}", setting="config") from None
+        raise _setting_error(exc) from None
+
+
+def explicit_settings(config: AuditConfig) -> dict[str, Any]:
+    """The settings the caller gave (nested ones too), not the defaults: a resume's overrides."""
+    return config.model_dump(exclude_unset=True)
+
+
+def _changed(key: str, new: AuditConfig, old: AuditConfig) -> BadInput:
+    """BadInput naming the setting (for ``pii``, its option) whose value differs from the recorded one."""
+    new_value, old_value = getattr(new, key), getattr(old, key)
+    if isinstance(new_value, BaseModel):  # pii: name the option that differs
+        sub = next(f for f in type(new_value).model_fields if getattr(new_value, f) != getattr(old_value, f))
+        key, new_value, old_value = f"{key}.{sub}", getattr(new_value, sub), getattr(old_value, sub)
+    if isinstance(new_value, dict):  # datasets, scorers, probe_params: show the entry that differs
+        entry = next(k for k in {**old_value, **new_value} if new_value.get(k) != old_value.get(k))
+        new_value, old_value = (f"{entry}={_shown(v[entry])}" if entry in v else f"{entry} unset"
+                                for v in (new_value, old_value))
+    return BadInput(f"{_shown(new_value)}: the resumed run measured with {_shown(old_value)}; a resume keeps "
+                    "what a run measures (start a new run to change it)", setting=key)
+
+
+def resume_config(run_dir: Path, overrides: Mapping[str, Any] | None = None) -> AuditConfig:
+    """The settings of the run recorded in ``run_dir/config.json``, for resuming it there.
+
+    ``overrides`` (the caller's settings, e.g. ``explicit_settings(config)``): ``policy`` and
+    ``junit`` apply; ``allow_download``, ``trust_remote_code`` and ``show_pii`` come only from
+    here (BadInput when the recorded run had one and the overrides do not); any other setting
+    must equal the recorded one (BadInput naming it otherwise).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise BadInput(f"{run_dir}: no config.json there (not a run directory, or it stopped before its first "
+                       "probe started)", setting="resume")
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: malformed JSON: {exc.msg}", setting="resume") from None
+    if not isinstance(recorded, dict):
+        raise BadInput(f"{path}: expected a mapping of settings", setting="resume")
+    recorded.pop("resume", None)  # older runs recorded a bool here
+    had = [key for key in TRUSTED_SETTINGS if recorded.pop(key, False)]
+    try:
+        base = AuditConfig.model_validate({**recorded, "out": run_dir, "resume": run_dir})
+    except ValidationError as exc:
+        raise BadInput(f"{path}: {validation_message(exc, recorded)}", setting="resume") from None
+
+    given = {k: v for k, v in (overrides or {}).items() if k != "resume" and v is not None}
+    out = given.pop("out", None)
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise BadInput(f"{out}: a resumed run writes into its own directory ({run_dir})", setting="out")
+    try:
+        config = AuditConfig.model_validate(merge_settings(base.model_dump(), given))
+    except ValidationError as exc:
+        raise _setting_error(exc) from None
+    for key in given:
+        if key not in OUTPUT_SETTINGS and key not in TRUSTED_SETTINGS and getattr(config, key) != getattr(base, key):
+            raise _changed(key, config, base)
+    for key in had:
+        if not getattr(config, key):
+            raise BadInput("is required: the resumed run had it on, and it is never read back from its "
+                           "config.json", setting=key)
+    return config

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from audit._host import host_info
 from audit._version import __version__
 from audit.cache import ResultCache
-from audit.config import AuditConfig
+from audit.config import AuditConfig, explicit_settings, resume_config
 from audit.errors import AuditError, BadInput
 from audit.models import Backend, MeteredModel, load_model, pick_device, resolve_model
 from audit.offline import enforce_offline
@@ -68,28 +68,28 @@ def _load_taxonomy(config: AuditConfig) -> Taxonomy:
     try:
         return load_taxonomy(config.taxonomy, known_probes=all_probes())
     except TaxonomyError as exc:
-        raise BadInput(f"--taxonomy {exc}" if config.taxonomy else str(exc)) from None
+        raise BadInput(str(exc), setting="taxonomy" if config.taxonomy else None) from None
 
 
 def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
-    """Probes to run: --probes as given; else those of --risks and --areas; else every probe
-    of every automated or partial risk. Unknown names are BadInput naming the flag."""
+    """Probes to run: ``probes`` as given; else those of ``risks`` and ``areas``; else every probe
+    of every automated or partial risk. Unknown names are BadInput naming the setting."""
     registry = all_probes()
     if config.probes:
         for pid in config.probes:
             if pid not in registry:
-                raise BadInput(f"--probes {pid}: unknown probe id (known: {', '.join(registry)})")
+                raise BadInput(f"{pid}: unknown probe id (known: {', '.join(registry)})", setting="probes")
         return [registry[p] for p in dict.fromkeys(config.probes)]
     area_ids = {a.id for a in tax.areas}
     for a in config.areas:
         if a not in area_ids:
-            raise BadInput(f"--areas {a}: unknown risk area (known: {', '.join(sorted(area_ids))})")
+            raise BadInput(f"{a}: unknown risk area (known: {', '.join(sorted(area_ids))})", setting="areas")
     risks = []
     for r in config.risks:
         try:
             risks.append(tax.risk(r))
         except KeyError:
-            raise BadInput(f"--risks {r}: not a risk id or slug of taxonomy {tax.name}") from None
+            raise BadInput(f"{r}: not a risk id or slug of taxonomy {tax.name}", setting="risks") from None
     for area in tax.areas:
         if area.id in config.areas:
             risks += area.risks
@@ -99,24 +99,44 @@ def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
     return [registry[p] for p in ids]
 
 
-def _probe_params(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, ProbeParams]:
+def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]:
+    """Each selected probe's user dataset: ``datasets``, plus ``canaries`` for the probes that
+    declare ``takes_canaries``. BadInput names the setting."""
     selected = {p.id: p for p in probes}
-    for pid in config.probe_params:
-        if pid not in selected:
-            raise BadInput(f"--param {pid}: probe is not selected for this run")
     for pid, path in config.datasets.items():
         if pid not in selected:
-            raise BadInput(f"--dataset {pid}={path}: probe is not selected for this run")
+            raise BadInput(f"{pid}={path}: probe is not selected for this run", setting="datasets")
         if selected[pid].dataset_format is None:
-            raise BadInput(f"--dataset {pid}={path}: this probe does not take a dataset")
+            raise BadInput(f"{pid}={path}: this probe does not take a dataset", setting="datasets")
         if not Path(path).is_file():
-            raise BadInput(f"--dataset {pid}={path}: file not found")
+            raise BadInput(f"{pid}={path}: file not found", setting="datasets")
+    datasets = dict(config.datasets)
+    if config.canaries is not None:
+        if not config.canaries.is_file():
+            raise BadInput(f"{config.canaries}: file not found", setting="canaries")
+        takers = [pid for pid, p in selected.items() if p.takes_canaries]
+        if not takers:
+            known = ", ".join(pid for pid, p in all_probes().items() if p.takes_canaries)
+            raise BadInput(f"{config.canaries}: no selected probe takes canaries ({known})", setting="canaries")
+        for pid in takers:
+            if pid in datasets:
+                raise BadInput(f"{config.canaries}: {pid} also has a dataset ({datasets[pid]}); give one of the two",
+                               setting="canaries")
+            datasets[pid] = config.canaries
+    return datasets
+
+
+def _probe_params(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, ProbeParams]:
+    selected = {p.id for p in probes}
+    for pid in config.probe_params:
+        if pid not in selected:
+            raise BadInput(f"{pid}: probe is not selected for this run", setting="probe_params")
     params = {}
     for p in probes:
         try:
             params[p.id] = p.Params.model_validate(config.probe_params.get(p.id, {}))
         except ValidationError as exc:
-            raise BadInput(f"--param {p.id}:{validation_message(exc)}") from None
+            raise BadInput(f"{p.id}:{validation_message(exc)}", setting="probe_params") from None
     return params
 
 
@@ -187,9 +207,13 @@ def run_audit(
     ``model``: an already-loaded backend (tests, API users, another backend written against
     ``audit.models.Backend``); otherwise ``config.model`` is loaded with transformers.
     ``notify``: receives one-line status messages (the CLI prints them).
+    ``config.resume``: continue the run in that directory with its recorded settings
+    (``resume_config``; the settings the caller gave explicitly are its overrides).
     Raises BadInput for unusable input before the model is loaded where possible.
     On KeyboardInterrupt the partial report is written, then the interrupt propagates.
     """
+    if config.resume is not None:
+        config = resume_config(config.resume, explicit_settings(config))
     enforce_offline(config.allow_download)
     started = time.monotonic()
     started_at = _now()
@@ -197,7 +221,12 @@ def run_audit(
     tax_path = config.taxonomy or DEFAULT_TAXONOMY
     probes = select_probes(config, tax)
     if not probes:
-        raise BadInput("the selection (--areas/--risks/--probes) contains no automated probe")
+        given = next(((k, v) for k, v in (("probes", config.probes), ("risks", config.risks),
+                                          ("areas", config.areas)) if v), None)
+        if given is None:
+            raise BadInput("the taxonomy has no automated probe")
+        raise BadInput(f"{','.join(given[1])}: the selection contains no automated probe", setting=given[0])
+    datasets = _datasets(config, probes)
     params = _probe_params(config, probes)
     policy = None
     if config.policy is not None:
@@ -206,6 +235,7 @@ def run_audit(
         policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
 
     say = notify or (lambda msg: log.info("%s", msg))
+    assert config.model is not None  # AuditConfig requires it unless resuming, and a resume has restored it
     source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
     scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
                         device=pick_device(config.device), pii=config.pii)  # a classifier scorer shares the GPU
@@ -225,18 +255,18 @@ def run_audit(
     minfo: ModelInfo = model.info()
     run_dir = config.out or default_run_dir(minfo.id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2))  # what --resume reads back
+    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2, exclude={"resume"}))  # resume reads it
     cache = ResultCache(run_dir / "cache.sqlite")
     metered = MeteredModel(model, cache)
     caps = metered.capabilities()
     run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
-                  resumed=config.resume,
+                  resumed=config.resume is not None,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
     report = AuditReport(
         tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,
         taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(tax_path),
                               sha256=taxonomy_sha256(tax_path), source=tax.source),
-        config=config.model_dump(mode="json", exclude={"resume"}), show_pii=config.show_pii,
+        config=config.recorded(), show_pii=config.show_pii,
         pii=pii_info,
         summary=Summary(status=Status.not_evaluated, risks_by_status={}, probes_run=0, probes_errored=0),
         areas=[], probes=[],
@@ -262,7 +292,7 @@ def run_audit(
                 continue
             ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),
                                params=params[probe_cls.id], seed=config.seed, limit=config.limit,
-                               dataset=config.datasets.get(probe_cls.id),
+                               dataset=datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
                                log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo)
             t0 = time.monotonic()

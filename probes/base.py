@@ -117,6 +117,7 @@ class Probe(ABC, Generic[P]):
     dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted
     scorer_roles: ClassVar[tuple[str, ...]] = ()  # scorers the probe uses, built before the model loads
     uses_pii: ClassVar[bool] = False  # whether the probe uses the run's PII detector (ctx.pii())
+    takes_canaries: ClassVar[bool] = False  # whether the run's ``canaries`` file is this probe's dataset
     # False for a probe that measures the model itself (timing): the runner hands it a model
     # that bypasses the run's result cache.
     uses_result_cache: ClassVar[bool] = True

@@ -191,6 +191,7 @@ class CanaryExtraction(Probe[CanaryParams]):
                                "memorised: the reference exposure should be compared with (about 1.44 bits by chance)"),
     )
     Params = CanaryParams
+    takes_canaries = True
     dataset_format = "JSONL with prefix and secret (optional id); also --canaries FILE"
 
     def run(self, ctx: ProbeContext[CanaryParams]) -> ProbeResult:

@@ -74,6 +74,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needle
     assert_one_line_error(lm_audit(*args, cwd=tmp_path), 2, *needles)
 
 
+def test_config_file_is_layered_under_the_flags(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model: ./no/such/dir\nlimit: 0\n")
+    # the file's bad value is reported with the file and the key ...
+    assert_one_line_error(lm_audit("run", "--config", str(config), cwd=tmp_path), 2, f"--config {config}", "limit")
+    # ... a flag replaces it (and the file's model is still used) ...
+    assert_one_line_error(lm_audit("run", "--config", str(config), "--limit", "2", cwd=tmp_path), 2,
+                          "--model ./no/such/dir", "no such file")
+    # ... and a bad flag is reported as the flag
+    assert_one_line_error(lm_audit("run", "--config", str(config), "--limit", "-1", cwd=tmp_path), 2, "--limit -1")
+
+
 def test_missing_builtin_package_message_says_how_to_install(tmp_path: Path) -> None:
     # Hide the package by running Python with an empty site directory for it.
     code = ("import importlib.util, sys; importlib.util.find_spec = lambda n, *a: None; "

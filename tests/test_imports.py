@@ -11,8 +11,3 @@ def test_package_imports_first(module: str) -> None:
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
-
-def test_run_audit_is_reachable_from_the_package() -> None:
-    from audit import run_audit
-
-    assert callable(run_audit)

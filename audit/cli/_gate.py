@@ -1,0 +1,68 @@
+"""``lm-audit gate`` (a release policy on an existing report) and ``lm-audit diff`` (two reports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from audit.cli._group import EXIT_POLICY, cli
+from audit.errors import BadInput
+
+if TYPE_CHECKING:
+    from reports import PolicyReport
+
+
+def print_gate(gate: PolicyReport) -> None:
+    """The policy's verdict: a count line, then each blocking failure and warning."""
+    blocking, warnings = gate.blocking_failures, gate.warnings
+    click.echo(f"policy {gate.policy}: {len(gate.checks)} checks, {len(blocking)} blocking failure(s), "
+               f"{len(warnings)} warning(s)")
+    for c in blocking:
+        click.echo(f"  BLOCK {c.name}: {c.message}")
+    for c in warnings:
+        click.echo(f"  warn  {c.name}: {c.message}")
+
+
+@cli.command(name="gate")
+@click.argument("report_file", type=click.Path(path_type=Path))
+@click.option("--policy", default="default", show_default=True, help="Release policy YAML, or 'default'.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write the checks as JUnit XML here.")
+def gate_cmd(report_file: Path, policy: str, junit: Path | None) -> None:
+    """Apply a release policy to an existing report.json (no model): exit 1 on a blocking failure."""
+    from audit.policy import evaluate, load_policy
+    from reports import atomic_write_text, load_report, render_junit
+
+    pol = load_policy(None if policy == "default" else Path(policy))
+    rep = load_report(report_file)
+    rep.policy = evaluate(pol, rep, path=policy)
+    if junit:
+        atomic_write_text(junit, render_junit(rep))
+    print_gate(rep.policy)
+    if rep.policy.exit_code:
+        raise click.exceptions.Exit(EXIT_POLICY)
+
+
+@cli.command(name="diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a metric got worse beyond its interval.")
+@click.option("--force", is_flag=True, help="Compare reports of different taxonomies or probe versions.")
+def diff_cmd(old: Path, new: Path, fmt: str, fail_on_regression: bool, force: bool) -> None:
+    """Compare two report.json files metric by metric."""
+    from reports import (
+        IncomparableReports,
+        diff_reports,
+        load_report,
+        render_diff_markdown,
+    )
+
+    try:
+        d = diff_reports(load_report(old), load_report(new), force=force)
+    except IncomparableReports as exc:
+        raise BadInput(f"{old} vs {new}: {exc}") from None
+    click.echo(d.model_dump_json(indent=2) if fmt == "json" else render_diff_markdown(d), nl=fmt == "json")
+    if fail_on_regression and d.regressions:
+        raise click.exceptions.Exit(EXIT_POLICY)

@@ -1,0 +1,136 @@
+"""``lm-audit run``: flags (over an optional ``--config`` file) to an ``AuditConfig``, then the audit.
+
+The settings' layering and the resume rules live in ``audit.config``; this module only turns
+flags into settings, runs, and prints the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from audit.cli._gate import print_gate
+from audit.cli._group import EXIT_POLICY, cli, one_line
+from audit.cli._options import (
+    parse_datasets,
+    parse_params,
+    parse_scorers,
+    scorer_options,
+    split_list,
+)
+from probes import Progress
+
+
+class _Bar(Progress):
+    """A tqdm progress bar per probe (ETA included); silent with --quiet."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label, self.quiet, self.bar = label, quiet, None
+
+    def start(self, total: int, label: str = "") -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=total, desc=self.label, unit=label or "it", file=sys.stderr, leave=True,
+                        dynamic_ncols=True)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if self.bar.n >= (self.bar.total or 0):
+                self.bar.close()
+                self.bar = None
+
+
+@cli.command()
+@click.option("--model", "model", help="Built-in alias (smollm2-135m), checkpoint directory, .gguf file, or hub id.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of run settings; flags win.")
+@click.option("--taxonomy", type=click.Path(path_type=Path), help="Taxonomy YAML (default: bundled Weidinger et al.).")
+@click.option("--areas", multiple=True, help="Risk areas to audit, e.g. I,III.")
+@click.option("--risks", multiple=True, help="Risks to audit, by id or slug, e.g. III.1.")
+@click.option("--probes", multiple=True, help="Probe ids to run (overrides --areas/--risks).")
+@click.option("--limit", type=int, help="At most N items per probe, for quick runs.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<timestamp>).")
+@click.option("--seed", type=int, help="Seed for sampling and bootstrap intervals (default 0).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1 ...")
+@click.option("--batch-size", type=int, help="Rows per forward pass (default: planned from the model's shape "
+                                              "and free memory; on a CPU capped at 64 up to 500M parameters).")
+@click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
+@click.option("--no-model-cache", is_flag=True, default=None,
+              help="Read a GGUF model from the file every time instead of from its converted copy in the local "
+                   "model cache ($LM_AUDIT_CACHE_DIR, else ~/.cache/lm-risk-audit).")
+@click.option("--dataset", "datasets", multiple=True, help="User dataset file: PROBE_ID=PATH (or PATH for one probe).")
+@click.option("--param", "params", multiple=True, help="Probe parameter: PROBE_ID:KEY=VALUE.")
+@click.option("--allow-download", is_flag=True, default=None, help="Allow fetching a hub model (off: never).")
+@click.option("--trust-remote-code", is_flag=True, default=None, help="Run model code shipped with a checkpoint.")
+@click.option("--show-pii", is_flag=True, default=None, help="Do not redact personal data in reports.")
+@scorer_options
+@click.option("--pii-nlp-model", help="spaCy pipeline for names/places in PII detection: auto (best installed), "
+                                      "a package name, or none (patterns only).")
+@click.option("--pii-entities", multiple=True, help="PII/secret entity types to detect and redact, e.g. EMAIL_ADDRESS.")
+@click.option("--pii-threshold", type=float, help="presidio score at which a finding counts (default 0.4).")
+@click.option("--canaries", type=click.Path(path_type=Path),
+              help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Continue an interrupted run in RUN_DIR with its recorded settings; finished work comes from its "
+                   "cache. Only --policy, --junit, --quiet and --debug may change; --trust-remote-code, "
+                   "--allow-download and --show-pii must be given again if the run had them.")
+@click.option("--policy", help="Release policy YAML (or 'default'): exit 1 when a blocking check fails.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write the policy checks as JUnit XML here.")
+@click.option("--quiet", is_flag=True, help="No progress bars (for CI).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
+        scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], pii_nlp_model: str | None,
+        pii_entities: tuple[str, ...], pii_threshold: float | None, **flags: Any) -> None:
+    """Run an audit and write report.json, report.md and samples/ to the run directory."""
+    from audit.config import layered, load_config_file
+
+    file_values = load_config_file(config_file) if config_file else {}
+    for key in ("areas", "risks", "probes"):
+        flags[key] = split_list(flags[key]) or None
+    selected = flags["probes"] or file_values.get("probes") or []
+    flags["datasets"] = parse_datasets(flags["datasets"], selected) or None
+    flags["probe_params"] = parse_params(flags.pop("params")) or None
+    flags["chat_template"] = False if flags.pop("no_chat_template") else None
+    flags["model_cache"] = False if flags.pop("no_model_cache") else None
+    pii = {"nlp_model": pii_nlp_model, "entities": split_list(pii_entities) or None, "threshold": pii_threshold}
+    flags["pii"] = {k: v for k, v in pii.items() if v is not None} or None
+    flags["scorers"] = parse_scorers(scorer_choices, scorer_labels, scorer_threshold) or None
+    config = layered(file_values, flags, source=config_file)
+
+    from audit.offline import enforce_offline
+
+    enforce_offline(config.allow_download)
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    if quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own load bars too
+    from audit.runner import run_audit
+
+    def notify(message: str) -> None:
+        if not quiet:
+            click.echo(f"lm-audit: {message}", err=True)
+
+    report = run_audit(config, progress=lambda pid: _Bar(pid, quiet), notify=notify)
+    run_dir = Path(report.run.directory)
+    click.echo(f"overall: {report.summary.status.value}  ({report.run.duration_s:.1f}s)")
+    for area in report.areas:
+        click.echo(f"  {area.id:<4} {area.status.value:<14} {area.name}")
+    for p in report.probes:
+        if p.errors:
+            click.echo(f"  probe {p.id} errored: {one_line(p.errors[0])}", err=True)
+    click.echo(f"report: {run_dir / 'report.json'}")
+    click.echo(f"report: {run_dir / 'report.md'}")
+    if report.policy is not None:
+        print_gate(report.policy)
+        if report.policy.exit_code:
+            raise click.exceptions.Exit(EXIT_POLICY)
