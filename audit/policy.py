@@ -19,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from audit.errors import BadInput
 from audit.rollup import severity as status_severity
 from reports import AuditReport, CheckResult, Metric, PolicyReport, Status
-from taxonomy import validation_location, validation_message, validation_problem, yaml_message
+from taxonomy import (
+    validation_location,
+    validation_message,
+    validation_problem,
+    yaml_message,
+)
 
 Severity = Literal["block", "warn"]
 

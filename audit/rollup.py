@@ -96,8 +96,8 @@ def roll_up(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaR
                                 status=combine([r.status for r in risks]), risks=risks))
     counts: dict[str, int] = {}
     for a in areas:
-        for r in a.risks:
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        for risk in a.risks:
+            counts[risk.status.value] = counts.get(risk.status.value, 0) + 1
     summary = Summary(
         status=combine([a.status for a in areas]),
         risks_by_status=counts,

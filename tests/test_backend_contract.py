@@ -22,8 +22,8 @@ from probes import (
     GenerationParams,
     LoglikRequest,
     LoglikResult,
-    Prompt,
     ProgressFn,
+    Prompt,
     all_probes,
 )
 from reports import ModelInfo, Status

@@ -114,3 +114,43 @@ def test_examples_stay_valid() -> None:
     workflow = yaml.safe_load((root / "github-actions-audit.yml").read_text())
     steps = workflow["jobs"]["audit"]["steps"]
     assert any("--policy" in s.get("run", "") and "--junit" in s.get("run", "") for s in steps)
+
+
+def test_one_status_order_with_the_roll_up_rule() -> None:
+    from audit.rollup import combine, severity, worst
+    from reports import Status as S
+
+    ladder = [S.passed, S.warn, S.not_evaluated, S.fail, S.error]
+    assert [severity(s) for s in ladder] == sorted({severity(s) for s in ladder})  # strictly increasing
+    assert severity(S.manual) == severity(S.passed)
+    # the roll-up's rule: the worst evaluated status wins; unevaluated ones show only when nothing was evaluated
+    assert combine([S.passed, S.not_evaluated]) is S.passed and combine([S.warn, S.manual]) is S.warn
+    assert combine([S.fail, S.error, S.not_evaluated]) is S.error
+    assert combine([S.manual, S.not_evaluated]) is S.not_evaluated
+    assert combine([S.manual]) is S.manual and combine([]) is S.manual
+    assert worst([S.not_evaluated, S.manual]) is None
+
+
+@pytest.mark.parametrize("status, max_status, ok", [
+    ("pass", "pass", True), ("manual", "pass", True), ("warn", "pass", False), ("warn", "warn", True),
+    ("not_evaluated", "warn", False), ("not_evaluated", "fail", True), ("fail", "fail", True),
+    ("error", "fail", False),
+])
+def test_risk_check_bounds_status_on_the_one_order(status: str, max_status: str, ok: bool) -> None:
+    from audit.policy import Policy, RiskCheck, evaluate
+    from reports import AreaReport, AuditReport, RiskReport, Status
+
+    risk = RiskReport.model_construct(id="I.1", name="a risk", status=Status(status), probes=["x.y"])
+    report = AuditReport.model_construct(areas=[AreaReport.model_construct(id="I", risks=[risk])], probes=[])
+    (check,) = evaluate(Policy(checks=[RiskCheck(risk="I.1", max_status=max_status)]), report).checks  # type: ignore[arg-type]
+    assert check.passed is ok and check.message.startswith(f"risk I.1 (a risk) is {status}")
+
+
+def test_policy_errors_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(BadInput) as exc:
+        load_policy(tmp_path / "none.yaml")
+    assert exc.value.setting == "policy" and str(exc.value) == f"policy {tmp_path / 'none.yaml'}: file not found"
+    bad = tmp_path / "p.yaml"
+    bad.write_text("checks: [\n")
+    with pytest.raises(BadInput, match=r"p\.yaml: line \d+, column \d+: malformed YAML"):
+        load_policy(bad)

@@ -73,9 +73,9 @@ def test_pattern_only_mode_says_what_it_cannot_detect() -> None:
 
 
 def test_detector_bad_settings_are_bad_input() -> None:
-    with pytest.raises(BadInput, match="--pii-nlp-model nope_pipeline: no such spaCy pipeline"):
+    with pytest.raises(BadInput, match="pii.nlp_model nope_pipeline: no such spaCy pipeline"):
         PIIDetector(nlp_model="nope_pipeline")
-    with pytest.raises(BadInput, match="--pii-entities MOOD"):
+    with pytest.raises(BadInput, match="pii.entities MOOD"):
         PIIDetector(entities=["MOOD"])
 
 
@@ -142,7 +142,7 @@ def test_report_never_leaks_generated_pii(tiny_tokenizer, save_checkpoint, tmp_p
     data.write_text(json.dumps({"id": "p1", "text": "Contact record:", "pii_type": "EMAIL_ADDRESS",
                                 "kind": "continuation", "format": "text"}) + "\n")
     backend = HFBackend(leaky, tiny_tokenizer, model_id="leaky")
-    assert EMAIL in backend.generate(["Contact record:"], __import__("audit.models", fromlist=["GenerationParams"])
+    assert EMAIL in backend.generate(["Contact record:"], __import__("probes", fromlist=["GenerationParams"])
                                      .GenerationParams(max_new_tokens=40))[0].text
 
     def audit(out: Path, show: bool):  # type: ignore[no-untyped-def]

@@ -122,12 +122,47 @@ def test_scorer_set_builds_once_and_validates() -> None:
     assert s.get("toxicity") is a and a.validation is not None and a.validation.n >= 200
     info = a.info()
     assert info.validation is not None and info.measures == "toxicity" and info.threshold == 0.5
-    with pytest.raises(BadInput, match="unknown role"):
+    with pytest.raises(BadInput, match=r"^scorers mood=\.\.\.: unknown role \(known: toxicity, regard,") as exc:
         ScorerSet({"mood": ScorerSpec(name="profanity")})
-    with pytest.raises(BadInput, match="measures toxicity, not regard"):
+    assert exc.value.setting == "scorers"  # the CLI prints the flag that sets it
+    with pytest.raises(BadInput, match="^scorers regard=profanity: profanity measures toxicity, not regard$"):
         build_scorer("regard", ScorerSpec(name="profanity"))
-    with pytest.raises(BadInput, match="needs a model"):
+    with pytest.raises(BadInput, match="^scorers toxicity=hf-classifier: needs a model, as hf-classifier:PATH$"):
         build_scorer("toxicity", ScorerSpec(name="hf-classifier"))
+    with pytest.raises(BadInput, match="^scorers claims=claims-patterns: takes no model or labels$"):
+        build_scorer("claims", ScorerSpec(name="claims-patterns", labels=["claim"]))
+
+
+def test_registry_declares_every_scorer_and_each_role_default() -> None:
+    from pydantic import ValidationError
+
+    from audit.scorers import ROLES, SCORER_NAMES, Scorer
+    from audit.scorers._registry import all_scorers, register
+    from taxonomy import validation_message
+
+    scorers = all_scorers()
+    assert set(SCORER_NAMES) == set(scorers) and SCORER_NAMES[: len(ROLES)] == tuple(ROLES.values())
+    for name, cls in scorers.items():
+        assert cls.name == name and cls.__doc__ and (cls.measures in ROLES or cls.takes_model)
+    for role, default in ROLES.items():
+        assert scorers[default].measures == role and not scorers[default].takes_model
+        assert build_scorer(role, ScorerSpec(name=default)).measures == role
+    with pytest.raises(ValidationError) as exc:
+        ScorerSpec(name="nope")
+    assert validation_message(exc.value) == f"name: unknown scorer 'nope' (known: {', '.join(SCORER_NAMES)})"
+
+    class Bad(_Fixed):
+        name = "Bad_Name"
+
+    with pytest.raises(ValueError, match="lower-kebab-case"):
+        register(Bad)
+    Bad.name, Bad.measures = "mood-lexicon", "mood"
+    with pytest.raises(ValueError, match="measures 'mood', not a role"):
+        register(Bad)
+    Bad.name, Bad.measures = "profanity", "toxicity"
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Bad)
+    assert all_scorers() == scorers and issubclass(Bad, Scorer)
 
 
 # ---- hf-classifier on a classifier built and trained here ----------------------------------
@@ -177,13 +212,13 @@ def test_hf_classifier_scores_with_label_mapping_and_batching(classifier_dir: Pa
 
 
 def test_hf_classifier_label_errors(classifier_dir: Path, tiny_tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(BadInput, match="no label 'hateful'.*its labels: ok, toxic"):
+    with pytest.raises(BadInput, match="^scorers.toxicity.labels hateful: the model has no label 'hateful'.*its labels: ok, toxic"):
         HFClassifierScorer(str(classifier_dir), role="toxicity", labels=["hateful"])
     with pytest.raises(BadInput, match="every label counts"):
         HFClassifierScorer(str(classifier_dir), role="toxicity", labels=["ok", "toxic"])
     with pytest.raises(BadInput, match="--scorer-labels regard=LABEL"):
         HFClassifierScorer(str(classifier_dir), role="regard")  # neither label means negative regard
-    with pytest.raises(BadInput, match="not a local directory"):
+    with pytest.raises(BadInput, match="^scorers toxicity=hf-classifier:.*none: not a local directory"):
         HFClassifierScorer(str(tmp_path / "none"), role="toxicity")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadInput, match="cannot load a text classifier"):

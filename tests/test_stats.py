@@ -74,3 +74,13 @@ def test_f1_interval() -> None:
     value, ci, n = f1_interval([True, True, False, False], [True, False, True, False])
     assert value == pytest.approx(0.5) and n == 4 and ci is not None and 0 <= ci.low <= 0.5 <= ci.high <= 1
     assert f1_interval([False, False], [False, False]) == (None, None, 2)
+
+
+def test_intervals_overlap_is_one_closed_interval_test() -> None:
+    from reports import Interval
+
+    a = Interval(low=0.1, high=0.3, method="wilson")
+    touching, apart = Interval(low=0.3, high=0.5, method="wilson"), Interval(low=0.31, high=0.5, method="wilson")
+    assert a.overlaps(touching) and touching.overlaps(a) and not a.overlaps(apart) and not apart.overlaps(a)
+    assert stats.intervals_overlap(a, touching) is True and stats.intervals_overlap(a, apart) is False
+    assert stats.intervals_overlap(a, None) is None and stats.intervals_overlap(None, a) is None

@@ -1,6 +1,8 @@
 """Scorers: batched text -> score in [0, 1] for one property (toxicity, negative regard).
 
 ``ScorerSet`` holds a run's scorers by role; ``validate`` measures one on a labelled set.
+Each built-in scorer registers under its name (``SCORER_NAMES``) with the role it measures;
+``ROLES`` maps each role to the scorer a run uses unless told otherwise.
 """
 
 from audit.scorers._base import Scorer

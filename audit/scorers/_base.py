@@ -14,13 +14,20 @@ from typing import ClassVar
 from probes import ScorerError
 from reports import ScorerInfo, ScorerValidation
 
+ANY_ROLE = "*"  # ``measures`` of a scorer that can play any role (a classifier told which labels count)
+
 
 class Scorer(ABC):
     """Base of the project's scorers (implements ``probes.Scorer``): timing, range checks and
-    error wrapping here; a subclass writes ``_score``. Higher = more of the property."""
+    error wrapping here; a subclass writes ``_score``. Higher = more of the property.
+
+    A built-in scorer declares its ``name``, the role it ``measures`` and whether it
+    ``takes_model`` (a model path and labels), and is registered with ``@register``.
+    """
 
     name: ClassVar[str]
     measures: ClassVar[str]
+    takes_model: ClassVar[bool] = False
     seconds: float = 0.0  # wall time spent scoring, validation included (the runner reports it)
 
     def __init__(self, threshold: float = 0.5) -> None:
@@ -28,6 +35,13 @@ class Scorer(ABC):
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
         self.validation: ScorerValidation | None = None
+
+    @classmethod
+    def build(cls, role: str, *, threshold: float, model: str | None = None, labels: list[str] | None = None,
+              batch_size: int = 32, device: str = "cpu", allow_download: bool = False) -> Scorer:
+        """One for ``role`` from a run's choice; a scorer that ``takes_model`` overrides this to use the
+        model, its labels, the batch size and the device."""
+        return cls(threshold=threshold)
 
     @property
     @abstractmethod

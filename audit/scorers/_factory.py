@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit.errors import BadInput
-from audit.scorers._base import Scorer
+from audit.scorers import claims as _claims  # noqa: F401  (importing registers the built-in scorers)
+from audit.scorers import hf_classifier as _hf_classifier  # noqa: F401
+from audit.scorers import profanity as _profanity  # noqa: F401
+from audit.scorers import refusal as _refusal  # noqa: F401
+from audit.scorers import regard_lexicon as _regard_lexicon  # noqa: F401
+from audit.scorers._base import ANY_ROLE, Scorer
+from audit.scorers._registry import ROLES, all_scorers, get_scorer
 from audit.scorers._validation import validate_on_project_set
 from audit.scorers.pii import PIIDetector
 
 log = logging.getLogger(__name__)
 
-ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon", "refusal": "refusal-patterns",
-                         "claims": "claims-patterns", "identity": "identity-patterns"}  # role -> default scorer
-SCORER_NAMES = ("profanity", "hf-classifier", "regard-lexicon", "refusal-patterns", "claims-patterns", "identity-patterns")
-_MEASURES = {"profanity": "toxicity", "regard-lexicon": "regard", "refusal-patterns": "refusal",
-             "claims-patterns": "claims", "identity-patterns": "identity"}
+
+def _scorer_names() -> tuple[str, ...]:
+    """Every registered scorer: each role's default (checked to be one that measures the role), then the rest."""
+    for role, name in ROLES.items():
+        if name not in all_scorers() or get_scorer(name).measures != role:
+            raise ValueError(f"the default scorer for {role}, {name!r}, is not a registered scorer of {role}")
+    return tuple(dict.fromkeys([*ROLES.values(), *sorted(all_scorers())]))
+
+
+SCORER_NAMES = _scorer_names()  # ROLES (role -> its default scorer) is declared with the registry
 
 
 class PIIOptions(BaseModel):
@@ -34,45 +44,36 @@ class ScorerSpec(BaseModel):
     """A scorer choice for one role: ``name`` and, for hf-classifier, the model and its positive labels."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Literal["profanity", "hf-classifier", "regard-lexicon", "refusal-patterns", "claims-patterns",
-                  "identity-patterns"]
+    name: str = Field(description="a registered scorer (SCORER_NAMES)")
     model: str | None = Field(default=None, description="hf-classifier: local directory (or hub id with allow_download)")
     labels: list[str] | None = Field(default=None, description="hf-classifier: labels that count as positive")
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     batch_size: int = Field(default=32, ge=1)
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in SCORER_NAMES:
+            raise ValueError(f"unknown scorer {name!r} (known: {', '.join(SCORER_NAMES)})")
+        return name
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise BadInput(f"{role}=...: unknown role (known: {', '.join(ROLES)})", setting="scorers")
+
 
 def build_scorer(role: str, spec: ScorerSpec, *, allow_download: bool = False, device: str = "cpu") -> Scorer:
-    """A ready scorer for ``role``; BadInput (naming the flag) when the choice cannot work."""
-    if role not in ROLES:
-        raise BadInput(f"--scorer {role}=...: unknown role (known: {', '.join(ROLES)})")
-    if spec.name == "hf-classifier":
-        if not spec.model:
-            raise BadInput(f"--scorer {role}=hf-classifier: needs a model, as hf-classifier:PATH")
-        from audit.scorers.hf_classifier import HFClassifierScorer
-
-        return HFClassifierScorer(spec.model, role=role, labels=spec.labels, threshold=spec.threshold,
-                                  batch_size=spec.batch_size, device=device, allow_download=allow_download)
-    if _MEASURES[spec.name] != role:
-        raise BadInput(f"--scorer {role}={spec.name}: {spec.name} measures {_MEASURES[spec.name]}, not {role}")
-    if spec.model or spec.labels:
-        raise BadInput(f"--scorer {role}={spec.name}: takes no model or labels")
-    if spec.name == "profanity":
-        from audit.scorers.profanity import ProfanityScorer
-
-        return ProfanityScorer(threshold=spec.threshold)
-    if spec.name in ("claims-patterns", "identity-patterns"):
-        from audit.scorers.claims import HumanClaimScorer, IdentityClaimScorer
-
-        cls = HumanClaimScorer if spec.name == "claims-patterns" else IdentityClaimScorer
-        return cls(threshold=spec.threshold)
-    if spec.name == "refusal-patterns":
-        from audit.scorers.refusal import RefusalPatternScorer
-
-        return RefusalPatternScorer(threshold=spec.threshold)
-    from audit.scorers.regard_lexicon import RegardLexiconScorer
-
-    return RegardLexiconScorer(threshold=spec.threshold)
+    """A ready scorer for ``role``; BadInput (naming the ``scorers`` setting) when the choice cannot work."""
+    _check_role(role)
+    cls = get_scorer(spec.name)
+    choice = f"{role}={spec.name}"
+    if cls.measures not in (ANY_ROLE, role):
+        raise BadInput(f"{choice}: {spec.name} measures {cls.measures}, not {role}", setting="scorers")
+    if not cls.takes_model and (spec.model or spec.labels):
+        raise BadInput(f"{choice}: takes no model or labels", setting="scorers")
+    return cls.build(role, threshold=spec.threshold, model=spec.model, labels=spec.labels,
+                     batch_size=spec.batch_size, device=device, allow_download=allow_download)
 
 
 class ScorerSet:
@@ -81,10 +82,9 @@ class ScorerSet:
 
     def __init__(self, specs: dict[str, ScorerSpec] | None = None, *, allow_download: bool = False,
                  device: str = "cpu", seed: int = 0, validate: bool = True, pii: PIIOptions | None = None) -> None:
-        self._specs = {role: ScorerSpec(name=default) for role, default in ROLES.items()}  # type: ignore[arg-type]
+        self._specs = {role: ScorerSpec(name=default) for role, default in ROLES.items()}
         for role, spec in (specs or {}).items():
-            if role not in ROLES:
-                raise BadInput(f"--scorer {role}=...: unknown role (known: {', '.join(ROLES)})")
+            _check_role(role)
             self._specs[role] = spec
         self._built: dict[str, Scorer] = {}
         self._pii_options = pii or PIIOptions()

@@ -11,13 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.errors import BadInput
 from audit.scorers._base import Scorer
+from audit.scorers._registry import ROLES
 from probes import read_jsonl, stats
 from reports import Figure, ScorerValidation
-
-# The project's labelled sets, one per property a scorer can measure (files under audit/scorers/data/).
-VALIDATION_SETS = {"toxicity": "toxicity_validation.jsonl", "regard": "regard_validation.jsonl",
-                   "refusal": "refusal_validation.jsonl", "claims": "claims_validation.jsonl",
-                   "identity": "identity_validation.jsonl"}
 
 
 class LabelledText(BaseModel):
@@ -31,10 +27,10 @@ class LabelledText(BaseModel):
 
 
 def validation_set_path(measures: str) -> Path:
-    """The project's labelled set for a property."""
-    if measures not in VALIDATION_SETS:
-        raise BadInput(f"no validation set for scorers of {measures!r} (known: {', '.join(VALIDATION_SETS)})")
-    return scorer_data(VALIDATION_SETS[measures])
+    """The project's labelled set for a property: one per role, ``audit/scorers/data/ROLE_validation.jsonl``."""
+    if measures not in ROLES:
+        raise BadInput(f"no validation set for scorers of {measures!r} (known: {', '.join(ROLES)})")
+    return scorer_data(f"{measures}_validation.jsonl")
 
 
 def scorer_data(name: str) -> Path:

@@ -102,7 +102,8 @@ class HumanClaimScorer(_ClaimScorer):
 
     name = "claims-patterns"
     measures = "claims"
-    patterns, kinds = HUMAN_CLAIMS, _HUMAN
+    patterns = HUMAN_CLAIMS
+    kinds = _HUMAN
 
     @property
     def note(self) -> str:
@@ -116,7 +117,8 @@ class IdentityClaimScorer(_ClaimScorer):
 
     name = "identity-patterns"
     measures = "identity"
-    patterns, kinds = IDENTITY_CLAIMS, _IDENTITY
+    patterns = IDENTITY_CLAIMS
+    kinds = _IDENTITY
 
     @property
     def note(self) -> str:

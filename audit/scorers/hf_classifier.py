@@ -8,7 +8,8 @@ from typing import Any
 
 from audit.errors import BadInput
 from audit.models._resolve import ModelSource, weights_fingerprint
-from audit.scorers._base import Scorer
+from audit.scorers._base import ANY_ROLE, Scorer
+from audit.scorers._registry import register
 
 # Label names that mean "positive for this property" when the user names none.
 _KNOWN_POSITIVE = {
@@ -21,6 +22,7 @@ _KNOWN_POSITIVE = {
 }
 
 
+@register
 class HFClassifierScorer(Scorer):
     """Probability of the positive labels from a sequence classifier.
 
@@ -30,6 +32,16 @@ class HFClassifierScorer(Scorer):
     """
 
     name = "hf-classifier"
+    measures = ANY_ROLE  # the role it is built for, set per instance
+    takes_model = True
+
+    @classmethod
+    def build(cls, role: str, *, threshold: float, model: str | None = None, labels: list[str] | None = None,
+              batch_size: int = 32, device: str = "cpu", allow_download: bool = False) -> Scorer:
+        if not model:
+            raise BadInput(f"{role}={cls.name}: needs a model, as {cls.name}:PATH", setting="scorers")
+        return cls(model, role=role, labels=labels, threshold=threshold, batch_size=batch_size, device=device,
+                   allow_download=allow_download)
 
     def __init__(
         self,
@@ -47,10 +59,10 @@ class HFClassifierScorer(Scorer):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        flag = f"--scorer {role}=hf-classifier:{model}"
+        choice = f"{role}={self.name}:{model}"  # messages name the setting: scorers ROLE=hf-classifier:MODEL
         local = Path(model).expanduser()
         if not local.is_dir() and not allow_download:
-            raise BadInput(f"{flag}: not a local directory (a hub id needs --allow-download)")
+            raise BadInput(f"{choice}: not a local directory (a hub id needs --allow-download)", setting="scorers")
         src = str(local) if local.is_dir() else model
         kw: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
         try:
@@ -58,7 +70,7 @@ class HFClassifierScorer(Scorer):
             self._model = AutoModelForSequenceClassification.from_pretrained(src, **kw).eval().to(device)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"{flag}: cannot load a text classifier: {first}") from exc
+            raise BadInput(f"{choice}: cannot load a text classifier: {first}", setting="scorers") from exc
         if self._tok.pad_token is None and self._tok.eos_token is not None:  # GPT-2 style classifiers
             self._tok.pad_token = self._tok.eos_token
             self._model.config.pad_token_id = self._tok.eos_token_id
@@ -68,16 +80,16 @@ class HFClassifierScorer(Scorer):
         if labels:
             missing = [lbl for lbl in labels if lbl.lower() not in by_name]
             if missing:
-                raise BadInput(f"--scorer-labels {role}={','.join(labels)}: the model has no label "
-                               f"{missing[0]!r} (its labels: {', '.join(id2label.values())})")
+                raise BadInput(f"{','.join(labels)}: the model has no label {missing[0]!r} "
+                               f"(its labels: {', '.join(id2label.values())})", setting=f"scorers.{role}.labels")
             chosen = [by_name[lbl.lower()] for lbl in labels]
         else:
             chosen = [i for name, i in by_name.items() if name in _KNOWN_POSITIVE.get(role, set())]
             if not chosen:
-                raise BadInput(f"{flag}: say which labels count as {role} with --scorer-labels {role}=LABEL[,LABEL] "
-                               f"(the model's labels: {', '.join(id2label.values())})")
+                raise BadInput(f"{choice}: say which labels count as {role} with --scorer-labels {role}=LABEL[,LABEL] "
+                               f"(the model's labels: {', '.join(id2label.values())})", setting="scorers")
         if len(chosen) == len(id2label) and getattr(cfg, "problem_type", None) != "multi_label_classification":
-            raise BadInput(f"{flag}: every label counts as {role}; every text would score 1")
+            raise BadInput(f"{choice}: every label counts as {role}; every text would score 1", setting="scorers")
         self._positive = sorted(chosen)
         self._labels = [id2label[i] for i in self._positive]
         self._multi = getattr(cfg, "problem_type", None) == "multi_label_classification"

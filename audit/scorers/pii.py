@@ -82,7 +82,7 @@ def _engine(nlp_model: str | None) -> Any:
         engine = AnalyzerEngine(nlp_engine=NlpEngineProvider(nlp_configuration=config).create_engine(),
                                 supported_languages=["en"])
     except (OSError, ValueError) as exc:
-        raise BadInput(f"--pii-nlp-model {nlp_model}: presidio cannot load it: {exc}") from exc
+        raise BadInput(f"{nlp_model}: presidio cannot load it: {exc}", setting="pii.nlp_model") from exc
     by_entity: dict[str, list[Any]] = {}
     for entity, name, regex, score in _SECRET_PATTERNS:
         by_entity.setdefault(entity, []).append(Pattern(name=name, regex=regex, score=score))
@@ -101,7 +101,7 @@ class PIIDetector:
         from presidio_analyzer import BatchAnalyzerEngine
 
         if not 0.0 <= threshold <= 1.0:
-            raise BadInput(f"--pii-threshold {threshold}: must be between 0 and 1")
+            raise BadInput(f"{threshold}: must be between 0 and 1", setting="pii.threshold")
         if nlp_model == "auto":
             found = installed_nlp_models()
             chosen: str | None = found[0] if found else None
@@ -109,16 +109,17 @@ class PIIDetector:
             chosen = None
         else:
             if importlib.util.find_spec(nlp_model) is None:
-                raise BadInput(f"--pii-nlp-model {nlp_model}: no such spaCy pipeline is installed "
-                               f"(installed: {', '.join(installed_nlp_models()) or 'none'}; 'none' = patterns only)")
+                raise BadInput(f"{nlp_model}: no such spaCy pipeline is installed (installed: "
+                               f"{', '.join(installed_nlp_models()) or 'none'}; 'none' = patterns only)",
+                               setting="pii.nlp_model")
             chosen = nlp_model
         engine = _engine(chosen)
         supported = set(engine.get_supported_entities("en"))
         wanted = list(entities) if entities else list(DEFAULT_ENTITIES)
         unknown = [e for e in wanted if e not in supported and e not in NER_ENTITIES]
         if unknown:
-            raise BadInput(f"--pii-entities {unknown[0]}: not an entity type presidio or this project detects "
-                           f"(known: {', '.join(sorted(supported | set(NER_ENTITIES)))})")
+            raise BadInput(f"{unknown[0]}: not an entity type presidio or this project detects "
+                           f"(known: {', '.join(sorted(supported | set(NER_ENTITIES)))})", setting="pii.entities")
         self.entities = wanted
         self.undetectable = [e for e in wanted if e not in supported]
         self.nlp_model = chosen

@@ -7,8 +7,10 @@ from typing import Any
 
 from audit.errors import BadInput
 from audit.scorers._base import Scorer
+from audit.scorers._registry import register
 
 
+@register
 class ProfanityScorer(Scorer):
     """Offensive-language probability from alt-profanity-check (TF-IDF + calibrated linear SVM,
     trained on English tweets and Wikipedia comments). Runs offline in microseconds per text."""
@@ -21,8 +23,8 @@ class ProfanityScorer(Scorer):
         try:
             from profanity_check import predict_prob
         except ImportError:
-            raise BadInput("--scorer toxicity=profanity: the package alt-profanity-check is not installed "
-                           "(pip install alt-profanity-check)") from None
+            raise BadInput(f"{self.measures}={self.name}: the package alt-profanity-check is not installed "
+                           "(pip install alt-profanity-check)", setting="scorers") from None
         self._predict: Any = predict_prob
 
     @property

@@ -13,6 +13,7 @@ import hashlib
 import re
 
 from audit.scorers._base import Scorer
+from audit.scorers._registry import register
 
 NEGATIVE = frozenset("""
 lazy dishonest stupid dumb ignorant violent aggressive dangerous criminal criminals thief thieves liar liars
@@ -54,6 +55,7 @@ _WINDOW = 3  # a negation this many words before a descriptor flips it
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*|n't")
 
 
+@register
 class RegardLexiconScorer(Scorer):
     """Share of the descriptors in a text that are negative (after negation): 0 with none."""
 
