@@ -1,4 +1,5 @@
-"""lm-risk-audit engine: configuration, runner, model backends, statistics, CLI."""
+"""lm-risk-audit engine: implements the probes' contracts (model backends, scorers, PII
+detection) and runs probes: settings, runner, roll-up, policy, result cache, CLI."""
 
 from __future__ import annotations
 

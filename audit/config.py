@@ -170,10 +170,23 @@ def explicit_settings(config: AuditConfig) -> dict[str, Any]:
     return config.model_dump(exclude_unset=True)
 
 
+def _effective(config: AuditConfig, key: str) -> Any:
+    """A setting's value as the run uses it: ``scorers`` with each role's default filled in, so
+    naming the default scorer again is not a change."""
+    value = getattr(config, key)
+    if key == "scorers":
+        return {role: value.get(role) or ScorerSpec(name=default) for role, default in ROLES.items()} | value
+    return value
+
+
 def _changed(key: str, new: AuditConfig, old: AuditConfig) -> BadInput:
-    """BadInput naming the setting (for ``pii``, its option) whose value differs from the recorded one."""
-    new_value, old_value = getattr(new, key), getattr(old, key)
-    if isinstance(new_value, BaseModel):  # pii: name the option that differs
+    """BadInput naming the setting (for ``pii`` and a scorer, the option) whose value differs from the recorded one."""
+    new_value, old_value = _effective(new, key), _effective(old, key)
+    if key == "scorers":  # name the role, and the option of its scorer that differs
+        role = next(r for r in {**old_value, **new_value} if new_value.get(r) != old_value.get(r))
+        if role in new_value and role in old_value:
+            key, new_value, old_value = f"scorers.{role}", new_value[role], old_value[role]
+    if isinstance(new_value, BaseModel):  # pii or one scorer: name the option that differs
         sub = next(f for f in type(new_value).model_fields if getattr(new_value, f) != getattr(old_value, f))
         key, new_value, old_value = f"{key}.{sub}", getattr(new_value, sub), getattr(old_value, sub)
     if isinstance(new_value, dict):  # datasets, scorers, probe_params: show the entry that differs
@@ -219,7 +232,7 @@ def resume_config(run_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
     except ValidationError as exc:
         raise _setting_error(exc) from None
     for key in given:
-        if key not in OUTPUT_SETTINGS and key not in TRUSTED_SETTINGS and getattr(config, key) != getattr(base, key):
+        if key not in OUTPUT_SETTINGS and key not in TRUSTED_SETTINGS and _effective(config, key) != _effective(base, key):
             raise _changed(key, config, base)
     for key in had:
         if not getattr(config, key):

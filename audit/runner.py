@@ -23,8 +23,16 @@ from audit._version import __version__
 from audit.cache import ResultCache
 from audit.config import AuditConfig, explicit_settings, resume_config
 from audit.errors import AuditError, BadInput
-from audit.models import Backend, MeteredModel, load_model, pick_device, resolve_model
+from audit.models import (
+    Backend,
+    MeteredModel,
+    check_backend,
+    load_model,
+    pick_device,
+    resolve_model,
+)
 from audit.offline import enforce_offline
+from audit.policy import evaluate, load_policy
 from audit.rollup import metric_status, roll_up, worst
 from audit.scorers import PIIDetector, ScorerSet, redact_tree
 from probes import (
@@ -46,6 +54,7 @@ from reports import (
     TaxonomyInfo,
     ToolInfo,
     atomic_write_text,
+    render_junit,
     render_markdown,
     write_report,
 )
@@ -215,6 +224,8 @@ def run_audit(
     if config.resume is not None:
         config = resume_config(config.resume, explicit_settings(config))
     enforce_offline(config.allow_download)
+    if model is not None:
+        check_backend(model)  # a wrong object fails here, not inside every probe
     started = time.monotonic()
     started_at = _now()
     tax = _load_taxonomy(config)
@@ -230,8 +241,6 @@ def run_audit(
     params = _probe_params(config, probes)
     policy = None
     if config.policy is not None:
-        from audit.policy import load_policy
-
         policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
 
     say = notify or (lambda msg: log.info("%s", msg))
@@ -325,12 +334,8 @@ def run_audit(
         save(complete=False)
         raise
     if policy is not None:
-        from audit.policy import evaluate
-
         report.policy = evaluate(policy, report, path=str(config.policy))
     save(complete=True)
     if config.junit is not None:
-        from reports import render_junit
-
         atomic_write_text(config.junit, render_junit(report))
     return report

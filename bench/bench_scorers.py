@@ -88,7 +88,7 @@ def main() -> None:
             rate = len(bulk) / (time.perf_counter() - t)
             print(f"| {role} | {s.name} ({s.version}) | {fig(v.precision)} | {fig(v.recall)} | {fig(v.f1)} | {rate:,.0f} |")
     print()
-    print("validation sets: probes/data/<role>_validation.jsonl")
+    print("validation sets: audit/scorers/data/<role>_validation.jsonl")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The audit report: schema, JSON I/O and renderers. Imports nothing else of this project."""
+"""The audit report: schema, JSON I/O and renderers. Of this project it imports only
+``taxonomy``'s wording of validation errors."""
 
 from reports._diff import (
     IncomparableReports,

@@ -11,7 +11,7 @@ SCHEMA_VERSION = "1.0"
 
 
 class Status(str, Enum):
-    """Outcome of a metric, probe, risk or area. Order of severity: error > fail > warn > pass."""
+    """Outcome of a metric, probe, risk or area. Severity order and roll-up rule: ``audit.rollup``."""
 
     passed = "pass"
     fail = "fail"

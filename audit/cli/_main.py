@@ -46,6 +46,8 @@ def flag_for(setting: str) -> str:
     parts = setting.split(".")
     if len(parts) == 3 and parts[0] == "scorers" and parts[2] in ("labels", "threshold"):
         return f"--scorer-{parts[2]} {parts[1]}="
+    if len(parts) == 3 and parts[0] == "scorers" and parts[2] in ("name", "model"):
+        return f"--scorer {parts[1]}="
     if len(parts) > 1:
         return setting
     return "--" + setting.replace("_", "-")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from audit.models._backend import Backend, MeteredModel
+from audit.models._backend import Backend, MeteredModel, check_backend
 from audit.models._resolve import (
     BUILTIN_MODELS,
     ModelSource,
@@ -56,6 +56,7 @@ def pick_device(device: str) -> str:
 __all__ = [
     "BUILTIN_MODELS",
     "Backend",
+    "check_backend",
     "MeteredModel",
     "ModelSource",
     "load_model",

@@ -10,6 +10,7 @@ the model. Probes see the wrapper only through ``probes.Model``.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -59,6 +60,18 @@ class Backend(Protocol):
         ...
 
 
+def check_backend(obj: object) -> None:
+    """TypeError naming what is missing when ``obj`` does not implement ``Backend`` (checked once,
+    before a run starts, rather than as a failure inside every probe)."""
+    missing = [m for m in ("capabilities", "info", "generate", "loglikelihood") if not callable(getattr(obj, m, None))]
+    if not missing:
+        missing = [f"{m}(..., cache=None)" for m in ("generate", "loglikelihood")
+                   if "cache" not in inspect.signature(getattr(obj, m)).parameters]
+    if missing:
+        raise TypeError(f"{type(obj).__name__} is not an audit.models.Backend: it lacks {', '.join(missing)} "
+                        "(see ARCHITECTURE.md, 'The two contracts')")
+
+
 class _Clock:
     """Seconds spent inside the model, shared by a wrapper and its uncached view."""
 
@@ -74,6 +87,7 @@ class MeteredModel:
     """
 
     def __init__(self, backend: Backend, cache: ResultCache | None = None, *, _clock: _Clock | None = None) -> None:
+        check_backend(backend)
         self.backend = backend
         self._store = cache
         self._cache = BatchCache(cache, backend.info().fingerprint_sha256) if cache is not None else None

@@ -169,7 +169,7 @@ class HFBackend:
             except torch.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise RuntimeFailure(f"model {self.model_id} ran out of memory even at batch size 1 "
-                                         "(try --dtype bfloat16 or a smaller model)") from None
+                                         "(try dtype bfloat16, --dtype bfloat16, or a smaller model)") from None
                 self.batch_size = max(1, self.batch_size // 2)
                 self.max_batch_tokens = max(256, self.max_batch_tokens // 2)
                 if torch.cuda.is_available():

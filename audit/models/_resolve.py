@@ -72,7 +72,7 @@ def resolve_model(spec: str, allow_download: bool = False) -> ModelSource:
     if not allow_download:
         raise BadInput(
             f"{spec}: not a local path or built-in alias ({', '.join(BUILTIN_MODELS)}); "
-            "pass --allow-download to fetch it from the Hugging Face Hub",
+            "set allow_download (--allow-download) to fetch it from the Hugging Face Hub",
             setting="model",
         )
     return ModelSource(spec, "hub", spec)

@@ -62,7 +62,7 @@ class HFClassifierScorer(Scorer):
         choice = f"{role}={self.name}:{model}"  # messages name the setting: scorers ROLE=hf-classifier:MODEL
         local = Path(model).expanduser()
         if not local.is_dir() and not allow_download:
-            raise BadInput(f"{choice}: not a local directory (a hub id needs --allow-download)", setting="scorers")
+            raise BadInput(f"{choice}: not a local directory (a hub id needs allow_download, --allow-download)", setting="scorers")
         src = str(local) if local.is_dir() else model
         kw: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
         try:
@@ -86,8 +86,8 @@ class HFClassifierScorer(Scorer):
         else:
             chosen = [i for name, i in by_name.items() if name in _KNOWN_POSITIVE.get(role, set())]
             if not chosen:
-                raise BadInput(f"{choice}: say which labels count as {role} with --scorer-labels {role}=LABEL[,LABEL] "
-                               f"(the model's labels: {', '.join(id2label.values())})", setting="scorers")
+                raise BadInput(f"{choice}: say which labels count as {role} with scorers.{role}.labels "
+                               f"(--scorer-labels {role}=LABEL[,LABEL]) (the model's labels: {', '.join(id2label.values())})", setting="scorers")
         if len(chosen) == len(id2label) and getattr(cfg, "problem_type", None) != "multi_label_classification":
             raise BadInput(f"{choice}: every label counts as {role}; every text would score 1", setting="scorers")
         self._positive = sorted(chosen)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from audit.errors import BadInput
-from probes import SECRET_ENTITIES, Finding
+from probes import SECRET_ENTITIES, Finding, stats
 from reports import PIIReport
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,6 @@ class LabelledPII(BaseModel):
 def detection_figures(detector: PIIDetector, items: Sequence[LabelledPII]) -> dict[str, tuple[Any, Any]]:
     """Text-level precision and recall per entity type: ``{type: (precision, recall)}`` as
     (value, Wilson interval, n) triples. A type counts as found in a text when any span is."""
-    from probes import stats
-
     found = [{f.entity_type for f in fs} for fs in detector.analyze([i.text for i in items])]
     out = {}
     for t in sorted({t for i in items for t in i.entities}):
