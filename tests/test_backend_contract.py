@@ -124,3 +124,28 @@ def test_a_backend_without_loglikelihoods_leaves_those_probes_not_evaluated(tmp_
     mc = report.probe("misinformation.truthfulness_mc")
     assert mc.status is Status.not_evaluated and "cannot score log-likelihoods" in mc.notes[0]
     assert report.probe("interaction.identity").status is not Status.error
+
+
+class _OldStyle:
+    """A backend written for the protocol before the runner owned the cache: no ``cache``."""
+
+    def capabilities(self) -> Capabilities:
+        return FixedBackend().capabilities()
+
+    def info(self) -> ModelInfo:
+        return FixedBackend().info()
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+                 ) -> list[Generation]:
+        return FixedBackend().generate(prompts, params, progress)
+
+    def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
+        return FixedBackend().loglikelihood(requests, progress)
+
+
+def test_an_object_off_the_contract_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    config = AuditConfig(model="old", probes=["interaction.identity"], limit=2, out=tmp_path / "run")
+    with pytest.raises(TypeError, match=r"_OldStyle is not an audit.models.Backend: it lacks generate\(\.\.\., "
+                                        r"cache=None\), loglikelihood"):
+        run_audit(config, model=_OldStyle())
+    assert not (tmp_path / "run").exists()

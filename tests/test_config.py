@@ -106,6 +106,15 @@ def test_resume_refuses_a_change_to_what_is_measured(tmp_path: Path, overrides: 
     assert exc.value.setting == setting
 
 
+def test_resume_reads_scorers_with_their_role_defaults(tmp_path: Path) -> None:
+    run_dir = record(tmp_path / "run")  # recorded with no scorer choices: every role at its default
+    same = resume_config(run_dir, {"scorers": {"toxicity": {"name": "profanity"}}})  # the default, named again
+    assert same.scorers["toxicity"].name == "profanity"
+    with pytest.raises(BadInput) as exc:
+        resume_config(run_dir, {"scorers": {"toxicity": {"name": "profanity", "threshold": 0.6}}})
+    assert exc.value.setting == "scorers.toxicity.threshold" and str(exc.value).startswith("scorers.toxicity.threshold 0.6")
+
+
 @pytest.mark.parametrize("setting", ["trust_remote_code", "allow_download", "show_pii"])
 def test_trusted_settings_are_never_read_back(tmp_path: Path, setting: str) -> None:
     run_dir = record(tmp_path / "run", **{setting: True})
