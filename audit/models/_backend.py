@@ -60,13 +60,17 @@ class Backend(Protocol):
         ...
 
 
+def _takes_cache(method: object) -> bool:
+    params = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+    return any(p.name == "cache" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def check_backend(obj: object) -> None:
     """TypeError naming what is missing when ``obj`` does not implement ``Backend`` (checked once,
     before a run starts, rather than as a failure inside every probe)."""
     missing = [m for m in ("capabilities", "info", "generate", "loglikelihood") if not callable(getattr(obj, m, None))]
     if not missing:
-        missing = [f"{m}(..., cache=None)" for m in ("generate", "loglikelihood")
-                   if "cache" not in inspect.signature(getattr(obj, m)).parameters]
+        missing = [f"{m}(..., cache=None)" for m in ("generate", "loglikelihood") if not _takes_cache(getattr(obj, m))]
     if missing:
         raise TypeError(f"{type(obj).__name__} is not an audit.models.Backend: it lacks {', '.join(missing)} "
                         "(see ARCHITECTURE.md, 'The two contracts')")
