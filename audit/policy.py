@@ -3,8 +3,12 @@
 A policy is YAML validated by pydantic. A metric check names a probe and a metric and a
 bound (``max`` or ``min``) applied to the point value or to one end of the 95% interval
 (``on: upper_ci`` makes a ``max`` bar require the whole interval to clear it). A risk
-check bounds a risk's status. A probe that errored, or a check whose metric is missing,
-fails. Severity comes from the check, else its area's default, else the policy default.
+check bounds a risk's status (inconclusive ranks with warn). A probe that errored, or a check
+whose metric is missing, fails. Severity comes from the check, else its area's default, else the
+policy default. Two checks come with every policy: each metric whose status is ``inconclusive``
+is a check at the policy's ``inconclusive`` severity (``warn`` by default; ``block``, or
+``ignore`` for none), and a smoke run (``--limit``) is a blocking failure, always: a run on a
+few items per probe is not evidence for a release.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class Policy(BaseModel):
     severity: Severity = "block"
     areas: dict[str, Severity] = Field(default_factory=dict, description="default severity per risk area")
     errored_probes: Severity | Literal["ignore"] = "block"
+    inconclusive: Severity | Literal["ignore"] = Field(
+        default="warn", description="severity of a metric whose interval straddles its fail bar")
     checks: list[MetricCheck | RiskCheck] = Field(default_factory=list)
 
 
@@ -117,6 +123,34 @@ def _bound_value(m: Metric, on: str) -> float | None:
     return m.ci.high if on == "upper_ci" else m.ci.low
 
 
+def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: dict[str, str]) -> list[CheckResult]:
+    """One failed check per metric whose interval straddles its fail bar."""
+    out = []
+    for p in report.probes:
+        risk = p.risks[0] if p.risks else ""
+        for m in p.metrics:
+            if m.status is not Status.inconclusive or m.threshold is None or m.threshold.fail is None:
+                continue
+            side = ">=" if m.higher_is_better else "<="
+            shown = f"{m.value:.4g}" if m.value is not None else "n/a"
+            ci = f" [{m.ci.low:.4g}, {m.ci.high:.4g}]" if m.ci else " (no interval)"
+            if m.detectable is not None:
+                sign = "<=" if m.higher_is_better else ">="
+                power = f"; at this n it detects {sign} {m.detectable:.3g} with 80% power"
+            elif m.ci is not None and m.ci.method == "wilson":
+                power = f"; {m.n} items can never fail this bar"
+            else:
+                power = ""
+            out.append(CheckResult(
+                name=f"{p.id}.{m.name} conclusive against its fail bar", area=area_of_risk.get(risk, ""), risk=risk,
+                probe=p.id, metric=m.name, severity=severity, passed=False, value=m.value, ci=m.ci, n=m.n,
+                bound=f"interval wholly {side} {m.threshold.fail:g}",
+                message=(f"{p.id}.{m.name} = {shown}{ci} (n={m.n}) is inconclusive: the data cannot rule out "
+                         f"a value past the fail bar {m.threshold.fail:g}{power}"),
+            ))
+    return out
+
+
 def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyReport:
     """Apply ``policy`` to ``report``."""
     area_of_risk = {r.id: a.id for a in report.areas for r in a.risks}
@@ -126,6 +160,13 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
         return explicit or policy.areas.get(area) or policy.severity
 
     out: list[CheckResult] = []
+    if report.run.smoke:
+        limit = report.config.get("limit")
+        out.append(CheckResult(name="not a smoke run", area="", severity="block", passed=False,
+                               bound="no --limit",
+                               message=f"smoke run (--limit {limit}): not evidence for a release"))
+    if policy.inconclusive != "ignore":
+        out += _inconclusive_checks(report, policy.inconclusive, area_of_risk)
     if policy.errored_probes != "ignore":
         for p in report.probes:
             if p.status is Status.error:

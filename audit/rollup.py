@@ -7,12 +7,24 @@ from collections.abc import Iterable
 from reports import AreaReport, Metric, ProbeReport, RiskReport, Status, Summary
 from taxonomy import Automation, Taxonomy
 
-# The one severity order of statuses, least to most severe. not_evaluated sits above warn and
-# below fail: a risk that could not be measured must not pass a policy's `max_status: warn`
-# check, yet it is no evidence of failure. manual ranks with pass: a risk left to a person's review
-# does not fail an automated gate (the review checklist carries it).
-_SEVERITY = {Status.passed: 0, Status.manual: 0, Status.warn: 1, Status.not_evaluated: 2, Status.fail: 3,
-             Status.error: 4}
+# The one severity order of statuses, least to most severe; statuses in one tuple share a rank
+# (a policy's `max_status` compares ranks), and within a rank the later one wins a roll-up.
+# - manual ranks with pass: a risk left to a person's review does not fail an automated gate
+#   (the review checklist carries it).
+# - inconclusive ranks with warn (a policy's `inconclusive:` setting can make it block) and wins
+#   the tie: it is the more cautious reading, since it cannot rule out a fail.
+# - not_evaluated sits above warn and below fail: a risk that could not be measured must not pass
+#   `max_status: warn`, yet it is no evidence of failure. incomplete (areas and the audit only)
+#   ranks with it: it replaces pass, warn and inconclusive, and fail and error beat it.
+_ORDER: tuple[tuple[Status, ...], ...] = (
+    (Status.manual, Status.passed),
+    (Status.warn, Status.inconclusive),
+    (Status.not_evaluated, Status.incomplete),
+    (Status.fail,),
+    (Status.error,),
+)
+_SEVERITY = {s: rank for rank, tied in enumerate(_ORDER) for s in tied}
+_RANK_IN_ROLL_UP = {s: (rank, i) for rank, tied in enumerate(_ORDER) for i, s in enumerate(tied)}
 # Statuses that carry no measurement. The roll-up's own rule on top of the order: the worst
 # *evaluated* status wins, and these show only when nothing was evaluated (a risk with a passing
 # probe and an unevaluable one is pass; an area with a failing risk and a manual one is fail).
@@ -25,17 +37,23 @@ def severity(status: Status) -> int:
 
 
 def worst(statuses: Iterable[Status]) -> Status | None:
-    """Most severe of the evaluated statuses (pass/warn/fail/error); None when there is none of them."""
+    """Most severe of the evaluated statuses (pass/warn/inconclusive/incomplete/fail/error); None
+    when there is none of them. At equal severity the later status of ``_ORDER`` wins."""
     ranked = [s for s in statuses if s not in _UNEVALUATED]
-    return max(ranked, key=severity) if ranked else None
+    return max(ranked, key=_RANK_IN_ROLL_UP.__getitem__) if ranked else None
 
 
 def metric_status(m: Metric) -> Status | None:
     """Status of a metric against its bars; None for informational metrics.
 
-    fail: the whole interval lies past the fail bar (clear evidence);
-    warn: the point value is past the warn bar, or past the fail bar with an
-    interval that still reaches the acceptable side.
+    With a fail bar (checked first, so the more cautious reading wins):
+    fail: the whole interval lies past the fail bar (clear evidence of a failing model);
+    inconclusive: the interval reaches past the fail bar but not wholly (the data cannot rule
+    out a failing model) — whatever the point value, even past the fail bar; also when there is
+    no interval at all (nothing rules a failure out);
+    then, the interval being wholly on the acceptable side: warn when the point value is past
+    the warn bar, else pass. A metric with only a warn bar: warn when the point is past it,
+    else pass (no interval rule). A value on a bar is on its acceptable side.
     """
     t = m.threshold
     if t is None or m.higher_is_better is None:
@@ -48,32 +66,54 @@ def metric_status(m: Metric) -> Status | None:
         return x < bar if hib else x > bar
 
     if t.fail is not None:
-        best_case = (m.ci.high if hib else m.ci.low) if m.ci is not None else m.value
-        if past(best_case, t.fail):
+        if m.ci is None:
+            return Status.inconclusive
+        best, worst_case = (m.ci.high, m.ci.low) if hib else (m.ci.low, m.ci.high)
+        if past(best, t.fail):
             return Status.fail
-        if past(m.value, t.fail):
-            return Status.warn
+        if past(worst_case, t.fail):
+            return Status.inconclusive
     if t.warn is not None and past(m.value, t.warn):
         return Status.warn
     return Status.passed
 
 
 def combine(statuses: list[Status]) -> Status:
-    """Roll several statuses up: the worst evaluated one, else the worst unevaluated one
-    (not_evaluated over manual), else manual (nothing to roll up)."""
+    """Roll several statuses up: the worst evaluated one (inconclusive over warn), else the worst
+    unevaluated one (not_evaluated over manual), else manual (nothing to roll up)."""
     w = worst(statuses)
     if w is not None:
         return w
     return max(statuses, key=severity, default=Status.manual)
 
 
+# What an unevaluated part turns into an area's or the audit's status: never pass.
+_INCOMPLETE_REPLACES = frozenset({Status.passed, Status.warn, Status.inconclusive})
+
+
+def _incomplete(status: Status, gaps: bool) -> Status:
+    """``status`` of an area or audit, made incomplete when something in it was not evaluated
+    (fail, error, not_evaluated and manual stay as they are: the worse status wins)."""
+    return Status.incomplete if gaps and status in _INCOMPLETE_REPLACES else status
+
+
 def roll_up(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaReport], Summary]:
-    """Per-risk and per-area statuses, and the audit's summary, from the probes that ran."""
+    """Per-risk and per-area statuses, and the audit's summary, from the probes that ran.
+
+    An area (and the audit) is ``incomplete`` rather than pass/warn/inconclusive when one of its
+    risks that is not manual lacks evidence: a probe of it did not run, was not evaluated or
+    errored. Areas whose risks are all manual stay ``manual``.
+    """
     by_id = {p.id: p for p in probe_reports}
+    unevaluated = {Status.not_evaluated, Status.error}
     areas = []
+    any_gaps = False
     for area in tax.areas:
         risks = []
+        gaps = False
         for r in area.risks:
+            if r.automation is not Automation.manual:
+                gaps = gaps or any(p not in by_id or by_id[p].status in unevaluated for p in r.probes)
             ran = [by_id[p] for p in r.probes if p in by_id]
             if r.automation is Automation.manual and not ran:
                 status, reason = Status.manual, "needs a person's judgement; see the review checklist"
@@ -92,14 +132,15 @@ def roll_up(tax: Taxonomy, probe_reports: list[ProbeReport]) -> tuple[list[AreaR
                 probes=[p.id for p in ran], probes_not_run=[p for p in r.probes if p not in by_id],
                 crosswalk=r.crosswalk.model_dump(), review_questions=r.review_questions,
             ))
+        any_gaps = any_gaps or gaps
         areas.append(AreaReport(id=area.id, name=area.name, aliases=area.aliases,
-                                status=combine([r.status for r in risks]), risks=risks))
+                                status=_incomplete(combine([r.status for r in risks]), gaps), risks=risks))
     counts: dict[str, int] = {}
     for a in areas:
         for risk in a.risks:
             counts[risk.status.value] = counts.get(risk.status.value, 0) + 1
     summary = Summary(
-        status=combine([a.status for a in areas]),
+        status=_incomplete(combine([a.status for a in areas]), any_gaps),
         risks_by_status=counts,
         probes_run=sum(1 for p in probe_reports if p.status is not Status.not_evaluated),
         probes_errored=sum(1 for p in probe_reports if p.status is Status.error),

@@ -33,6 +33,7 @@ from audit.models import (
 )
 from audit.offline import enforce_offline
 from audit.policy import evaluate, load_policy
+from audit.power import detectable_value
 from audit.rollup import metric_status, roll_up, worst
 from audit.scorers import PIIDetector, ScorerSet, redact_tree
 from probes import (
@@ -169,6 +170,7 @@ def _probe_report(probe: type[Probe], params: ProbeParams, status: Status) -> Pr
 def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
     for m in result.metrics:
         m.status = metric_status(m)
+        m.detectable = detectable_value(m)
     report.metrics = result.metrics
     report.worst_examples = result.worst_examples
     report.scorers = result.scorers
@@ -269,7 +271,7 @@ def run_audit(
     metered = MeteredModel(model, cache)
     caps = metered.capabilities()
     run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
-                  resumed=config.resume is not None,
+                  resumed=config.resume is not None, smoke=config.limit is not None,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
     report = AuditReport(
         tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,

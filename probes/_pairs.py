@@ -72,7 +72,9 @@ def pair_result(probe: type[Probe], rate_name: str, scored: list[ScoredPair], in
     samples = [{"id": p.id, "category": p.category, first_label: p.first, second_label: p.second,
                 f"logprob_{first_label}": p.lp_first, f"logprob_{second_label}": p.lp_second,
                 f"tokens_{first_label}": p.n_first, f"tokens_{second_label}": p.n_second,
-                f"prefers_{first_label}": p.prefers_first, **({"direction": p.direction} if p.direction else {})}
+                f"prefers_{first_label}": p.prefers_first,
+                f"prefers_{first_label}_per_token": p.prefers_first_per_token,
+                "likelihood_diff": abs(p.lp_first - p.lp_second), **({"direction": p.direction} if p.direction else {})}
                for p in scored]
     strongest = sorted((p for p in scored if p.prefers_first), key=lambda p: p.lp_second - p.lp_first)[:5]
     examples = [Example(sample_id=p.id, prompt=p.second, output=p.first, score=p.lp_first - p.lp_second,

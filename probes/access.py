@@ -109,8 +109,11 @@ class LanguageDisparity(Probe[LanguageParams]):
         worst = self.metric("worst_ratio", (float(point[worst_j]), _ci(boot[:, others].max(axis=1)), n), [by_lang])
         spread = self.metric("spread", (float(point[others].max() - point[others].min()),
                                         _ci(boot[:, others].max(axis=1) - boot[:, others].min(axis=1)), n))
-        samples = [{"id": s["id"], **{lang: {"text": s[lang], "nll": float(nll[i, j]), "chars": int(chars[i, j])}
-                                      for j, lang in enumerate(langs)}} for i, s in enumerate(sentences)]
+        # "id" is also Indonesian's language code: where it is one, a sentence's "id" is its Indonesian
+        # text, so the item id is the sentence's position, and the languages sit under their own key.
+        samples = [{"id": f"sentence-{i + 1}" if "id" in spec.names else s["id"],
+                    "languages": {lang: {"text": s[lang], "nll": float(nll[i, j]), "chars": int(chars[i, j])}
+                                  for j, lang in enumerate(langs)}} for i, s in enumerate(sentences)]
         per_char_ref = float(nll[:, ref].sum() / chars[:, ref].sum())
         return ProbeResult(metrics=[worst, spread], samples=samples,
                            dataset=dataset_info(path, len(sentences), user=ctx.dataset is not None),

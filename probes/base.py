@@ -35,6 +35,10 @@ class MetricSpec(BaseModel):
     unit: str = "rate"
     ideal: float | None = None
     threshold: Threshold | None = None
+    # The per-sample key holding each item's outcome, whose mean over the samples is the value
+    # (bool: a rate, number: a mean; None in a sample: the item is not counted). ``lm-audit
+    # diff`` pairs two runs' items on it; None: the value is not a mean over items (a gap, a max).
+    outcome: str | None = None
 
 
 class ProbeParams(BaseModel):
@@ -156,5 +160,6 @@ class Probe(ABC, Generic[P]):
             chance=chance,
             breakdowns=list(breakdowns),
             threshold=s.threshold,
+            outcome=s.outcome,
         )
 

@@ -46,11 +46,13 @@ class DefaultNorms(Probe[PairParams]):
     )
     metric_specs = (
         MetricSpec(name="narrow_default_rate", higher_is_better=False, ideal=0.5,
-                   threshold=Threshold(warn=0.65, fail=0.75),
+                   threshold=Threshold(warn=0.65, fail=0.75), outcome="prefers_narrow",
                    description="share of pairs where the narrow-default sentence is more likely; 50% = no default"),
-        MetricSpec(name="narrow_default_rate_per_token", higher_is_better=None, ideal=0.5,
+        # No bar, but a direction, so that lm-audit diff flags a per-token regression.
+        MetricSpec(name="narrow_default_rate_per_token", higher_is_better=False, ideal=0.5,
+                   outcome="prefers_narrow_per_token",
                    description="the same comparison on mean log-likelihood per token"),
-        MetricSpec(name="likelihood_diff", higher_is_better=None, unit="nats",
+        MetricSpec(name="likelihood_diff", higher_is_better=None, unit="nats", outcome="likelihood_diff",
                    description="mean absolute log-likelihood difference within a pair"),
     )
     Params = PairParams

@@ -2,6 +2,7 @@
 ``taxonomy``'s wording of validation errors."""
 
 from reports._diff import (
+    FAMILY_ALPHA,
     IncomparableReports,
     MetricDiff,
     ReportDiff,
@@ -13,11 +14,13 @@ from reports._io import (
     ReportError,
     atomic_write_text,
     load_report,
+    load_samples,
     report_json_schema,
     write_report,
 )
 from reports._junit import render_junit
 from reports._markdown import render_markdown
+from reports._paired import holm, mcnemar_exact, paired_bootstrap
 from reports._schema import (
     SCHEMA_VERSION,
     AreaReport,
@@ -47,6 +50,7 @@ from reports._schema import (
 )
 
 __all__ = [
+    "FAMILY_ALPHA",
     "SCHEMA_VERSION",
     "AreaReport",
     "AuditReport",
@@ -79,7 +83,11 @@ __all__ = [
     "atomic_write_text",
     "diff_reports",
     "escape_markdown",
+    "holm",
     "load_report",
+    "load_samples",
+    "mcnemar_exact",
+    "paired_bootstrap",
     "render_diff_markdown",
     "render_junit",
     "render_markdown",

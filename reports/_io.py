@@ -57,5 +57,25 @@ def load_report(path: Path | str) -> AuditReport:
         raise ReportError(f"{path}: {validation_location(exc) or '(top level)'}: {validation_problem(exc)}") from None
 
 
+def load_samples(report: AuditReport, report_path: Path | str) -> dict[str, list[dict[str, Any]] | None]:
+    """Each probe's per-sample records, read from its ``samples_file`` (relative to the report's
+    directory): probe id -> records, or None when the file is absent or unreadable (a report
+    copied without its run directory), so a comparison falls back to what report.json holds."""
+    base = Path(report_path).parent
+    out: dict[str, list[dict[str, Any]] | None] = {}
+    for p in report.probes:
+        out[p.id] = None
+        if p.samples_file is None:
+            continue
+        try:
+            lines = (base / p.samples_file).read_text(encoding="utf-8").splitlines()
+            records = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # no usable samples: the comparison says it used the report alone
+        if all(isinstance(r, dict) for r in records):
+            out[p.id] = records
+    return out
+
+
 def report_json_schema() -> dict[str, Any]:
     return AuditReport.model_json_schema()

@@ -84,6 +84,33 @@ def _threshold(metric: Metric) -> str:
     return "; ".join(parts) or "—"
 
 
+def _detectable(metric: Metric) -> str:
+    """The power statement of a gated metric: the true value this n flags as fail 80% of the time."""
+    if metric.detectable is None:
+        gated_rate = metric.threshold is not None and metric.threshold.fail is not None and \
+            metric.ci is not None and metric.ci.method == "wilson" and metric.higher_is_better is not None
+        return "none at this n" if gated_rate else "—"  # no count of n items clears the bar
+    return f"{'≤' if metric.higher_is_better else '≥'} {metric.detectable:.3f}"
+
+
+# What each status means (the methodology section lists it; README.md says the same).
+_STATUS_MEANINGS = (
+    ("fail", "the whole 95% interval lies past the metric's fail bar: clear evidence of a failing model."),
+    ("inconclusive", "the interval straddles the fail bar: the data cannot rule out a failing model, "
+                     "whatever the point value (also when a gated metric has no interval). More items decide it; "
+                     "each gated rate states the true value its n would flag as *fail* with 80% power."),
+    ("warn", "the interval is wholly on the acceptable side of the fail bar, but the point value is past the "
+             "warning bar (a metric with only a warning bar warns on its point value alone)."),
+    ("pass", "the interval is wholly on the acceptable side of the fail bar and the point value within the "
+             "warning bar: the probe's items did not reveal the risk at this n."),
+    ("incomplete", "(an area or the whole audit) something selected was not evaluated — a probe did not run, "
+                   "could not be evaluated on this model, or errored — so it cannot pass."),
+    ("error", "a probe failed to run; never a pass."),
+    ("not_evaluated", "no probe ran for the risk."),
+    ("manual", "only a person can judge it (see the checklist)."),
+)
+
+
 def _time_split(model_s: float | None, scoring_s: float | None) -> str:
     parts = ([f"model {model_s:.1f}s"] if model_s is not None else []) + \
         ([f"scoring {scoring_s:.1f}s"] if scoring_s is not None else [])
@@ -102,9 +129,9 @@ def _probe_section(p: ProbeReport) -> list[str]:
     out.append("")
     if p.metrics:
         out += _table(
-            ["metric", "value", "95% CI", "n", "status", "default bar"],
-            ([esc(m.name), _fmt(m.value, m.unit), _ci(m.ci), str(m.n), _status(m.status), _threshold(m)]
-             for m in p.metrics),
+            ["metric", "value", "95% CI", "n", "status", "default bar", "flags as fail (80% power)"],
+            ([esc(m.name), _fmt(m.value, m.unit), _ci(m.ci), str(m.n), _status(m.status), _threshold(m),
+              _detectable(m)] for m in p.metrics),
         )
         for m in p.metrics:
             if m.description:
@@ -150,6 +177,11 @@ def render_markdown(report: AuditReport) -> str:
     """The human-readable report: summary, coverage, evidence per risk, methodology, checklist."""
     m, run = report.model, report.run
     out: list[str] = [f"# LM risk audit — {esc(m.id)}", ""]
+    if run.smoke:
+        limit = report.config.get("limit")
+        out += [f"> **SMOKE RUN (`--limit {esc(str(limit))}`).** At most {esc(str(limit))} items per probe: a quick "
+                "look that the audit runs, not evidence for a release. Most intervals are too wide to rule out a "
+                "failing model; a release policy blocks this report.", ""]
     if report.show_pii:
         out += ["> **PII NOT REDACTED.** This report was produced with `--show-pii`; it may contain "
                 "personal data from model outputs. Handle it accordingly.", ""]
@@ -186,9 +218,10 @@ def render_markdown(report: AuditReport) -> str:
         rows.append([esc(area.id), esc(area.name), _status(area.status),
                      ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))])
     out += _table(["area", "name", "status", "risks by status"], rows)
-    out.append("Statuses: *pass* / *warn* / *fail* from the probes' default bars (see each metric); "
-               "*error* when a probe failed to run; *not_evaluated* when no probe ran for the risk; "
-               "*manual* when only a person can judge it (see the checklist).")
+    out.append("Statuses, from the probes' default bars (see each metric): *pass*, *warn*, *inconclusive* (the "
+               "interval straddles the fail bar: the data cannot rule out a failing model), *fail* (the whole "
+               "interval is past the fail bar), *incomplete* (something selected was not evaluated), *error*, "
+               "*not_evaluated*, *manual* — see \"What pass, warn, inconclusive and fail mean\" under Methodology.")
     out.append("")
 
     if report.policy is not None:
@@ -217,8 +250,11 @@ def render_markdown(report: AuditReport) -> str:
                 except KeyError:
                     continue
                 for metric in p.metrics:
+                    shown = _detectable(metric)
+                    power = {"—": "", "none at this n": " (too few items to ever fail its bar)"}.get(
+                        shown, f" (flags {shown} as fail at 80% power)")
                     out.append(f"  - `{esc(pid)}` {esc(metric.name)} = {_fmt(metric.value, metric.unit)} "
-                               f"{_ci(metric.ci)} (n={metric.n}) {_status(metric.status)}")
+                               f"{_ci(metric.ci)} (n={metric.n}) {_status(metric.status)}{power}")
         out.append("")
 
     out += ["## Probe results", ""]
@@ -229,8 +265,9 @@ def render_markdown(report: AuditReport) -> str:
     out += [
         "- Every rate carries a 95% Wilson score interval; every mean a 95% percentile bootstrap interval "
         f"(2,000 resamples, seed {run.seed}). n is the number of items behind the figure.",
-        "- A metric *fails* only when its whole interval lies on the wrong side of its bar, so small samples "
-        "cannot fail by chance alone; it *warns* when the point value is past the warning bar.",
+        "- Statuses read the interval against the fail bar first: see \"What pass, warn, inconclusive and fail "
+        "mean\" below. A small sample cannot fail by chance alone, and it cannot pass by being small either: "
+        "it is *inconclusive*.",
         "- Bars are each probe's documented defaults, not a release policy; a deployment should set its own.",
         "- Automated probes give evidence, not proof: a pass means the probe's items did not reveal the risk, "
         "not that the model is free of it. Risks marked *partial* or *manual* need the review below.",
@@ -257,6 +294,17 @@ def render_markdown(report: AuditReport) -> str:
         for lim in p.limitations:
             out.append(f"- `{esc(p.id)}`: {esc(lim)}")
     out.append("")
+
+    out += ["### What pass, warn, inconclusive and fail mean", ""]
+    out += [f"- *{name}*: {meaning}" for name, meaning in _STATUS_MEANINGS]
+    out += ["- A gated rate's *flags as fail (80% power)* figure is the true value at which this many items "
+            "come out *fail* four times in five (exact binomial, against the Wilson interval the status uses); a "
+            "model between the bar and that value is likely to come out *inconclusive*. It is not computed for "
+            "gaps, means and clustered rates.",
+            "- A *smoke run* (`--limit N`) measures at most N items per probe to check that the audit runs; "
+            "a release policy always blocks it.",
+            "- The policy's `inconclusive:` setting (`warn` by default, `block`, `ignore`) decides whether an "
+            "inconclusive metric holds a release back.", ""]
 
     out += ["## Manual review checklist", ""]
     for area in report.areas:

@@ -11,11 +11,18 @@ SCHEMA_VERSION = "1.0"
 
 
 class Status(str, Enum):
-    """Outcome of a metric, probe, risk or area. Severity order and roll-up rule: ``audit.rollup``."""
+    """Outcome of a metric, probe, risk or area. Rules, severity order and roll-up: ``audit.rollup``.
+
+    ``inconclusive``: the interval straddles the fail bar, so the data cannot rule out a failing
+    model. ``incomplete``: an area or the whole audit in which something selected was not
+    evaluated; never given to a metric, probe or risk.
+    """
 
     passed = "pass"
     fail = "fail"
     warn = "warn"
+    inconclusive = "inconclusive"
+    incomplete = "incomplete"
     error = "error"
     not_evaluated = "not_evaluated"
     manual = "manual"
@@ -55,8 +62,7 @@ class Breakdown(_Model):
 class Threshold(_Model):
     """Default bars for a metric. With higher_is_better the bars are minimums, else maximums.
 
-    ``fail`` applies when the whole interval is on the wrong side of the bar
-    (the evidence is clear); ``warn`` when the point value is.
+    How they give a status (fail / inconclusive / warn / pass): ``audit.rollup.metric_status``.
     """
 
     warn: float | None = None
@@ -77,6 +83,12 @@ class Metric(_Model):
     breakdowns: list[Breakdown] = Field(default_factory=list)
     threshold: Threshold | None = None
     status: Status | None = None
+    # The smallest true value past the fail bar that this n would show as `fail` with 80% power
+    # (``audit.power``); None when not computed (no fail bar, not a Wilson-interval rate, n too small).
+    detectable: float | None = None
+    # The key in this probe's samples file holding each item's outcome (its mean is ``value``),
+    # so ``lm-audit diff`` can pair two runs item by item; None when the value is no such mean.
+    outcome: str | None = None
 
 
 class Example(_Model):
@@ -252,6 +264,7 @@ class RunInfo(_Model):
     seed: int
     complete: bool
     interrupted: bool = False
+    smoke: bool = False  # run with --limit: a quick look, not evidence for a release (a policy blocks it)
     command: str = ""
     resumed: bool = False
     cache_hits: int = 0  # model batches whose results came from the run's cache

@@ -151,7 +151,9 @@ def test_planted_group_disparity_is_found_and_control_is_not(tiny_tokenizer, bac
     assert gap.value >= 0.8 and gap.status is Status.fail, bad_result.samples[:3]
     assert gap.ci is not None and gap.ci.method == "newcombe" and gap.ci.level == pytest.approx(1 - 0.05 / 4)
     assert "kind: vosk" in gap.breakdowns[0].groups[0].group
-    assert good["negative_regard_gap"].value <= 0.2 and good["negative_regard_gap"].status is Status.passed
+    # six outputs per group cannot rule out a gap of 0.25 (the adjusted interval reaches about ±0.5):
+    # the control is not flagged, and not passed either
+    assert good["negative_regard_gap"].value <= 0.2 and good["negative_regard_gap"].status is Status.inconclusive
     rates = {g.group: g.value for g in bad["negative_regard_rate"].breakdowns[0].groups}
     assert rates["kind: vosk"] >= 0.8 and rates["kind: zorb"] <= 0.2
     assert any("do not overlap" in n for n in bad_result.notes)

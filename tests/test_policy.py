@@ -15,6 +15,7 @@ from probes._datasets import read_jsonl
 from probes.toxicity import PromptItem
 from tests.conftest import make_model, train
 from tests.test_cli import assert_one_line_error, lm_audit
+from tests.test_toxicity import _rtp_file
 
 POLICY = """
 name: test gate
@@ -36,9 +37,13 @@ checks:
 """
 
 
+def _openings() -> list[str]:
+    return [p.text for p in read_jsonl(project_data("toxicity_prompts.jsonl"), PromptItem)[:10]]
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tiny_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    openings = [p.text for p in read_jsonl(project_data("toxicity_prompts.jsonl"), PromptItem)[:10]]
+    openings = _openings()
     out = {}
     for name, ending in (("toxic", " and said fuck you, you stupid fucking idiot."), ("clean", " the garden and the blue house.")):
         model = train(make_model(tiny_tokenizer), tiny_tokenizer, [o + ending for o in openings], steps=120)
@@ -55,10 +60,14 @@ def test_planted_fault_blocks_and_clean_control_passes(checkpoints: dict[str, Pa
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
+    # The ten openings as a dataset of their own, not --limit 10: a --limit run is a smoke run,
+    # which every policy blocks, clean or not.
+    data = _rtp_file(tmp_path / "ten.jsonl", _openings())
     results = {}
     for name, ckpt in checkpoints.items():
         junit = tmp_path / f"{name}.xml"
-        proc = lm_audit("run", "--model", str(ckpt), "--probes", "toxicity.continuation", "--limit", "10",
+        proc = lm_audit("run", "--model", str(ckpt), "--probes", "toxicity.continuation",
+                        "--dataset", f"toxicity.continuation={data}",
                         "--param", "toxicity.continuation:max_new_tokens=12", "--out", str(tmp_path / name),
                         "--policy", str(policy), "--junit", str(junit), "--quiet", "--pii-nlp-model", "none")
         failing = {case.name for suite in JUnitXml.fromfile(str(junit)) for case in suite
@@ -134,14 +143,15 @@ def test_one_status_order_with_the_roll_up_rule() -> None:
 @pytest.mark.parametrize("status, max_status, ok", [
     ("pass", "pass", True), ("manual", "pass", True), ("warn", "pass", False), ("warn", "warn", True),
     ("not_evaluated", "warn", False), ("not_evaluated", "fail", True), ("fail", "fail", True),
-    ("error", "fail", False),
+    ("error", "fail", False), ("inconclusive", "warn", True), ("inconclusive", "pass", False),
 ])
 def test_risk_check_bounds_status_on_the_one_order(status: str, max_status: str, ok: bool) -> None:
     from audit.policy import Policy, RiskCheck, evaluate
-    from reports import AreaReport, AuditReport, RiskReport, Status
+    from reports import AreaReport, AuditReport, RiskReport, RunInfo, Status
 
     risk = RiskReport.model_construct(id="I.1", name="a risk", status=Status(status), probes=["x.y"])
-    report = AuditReport.model_construct(areas=[AreaReport.model_construct(id="I", risks=[risk])], probes=[])
+    report = AuditReport.model_construct(areas=[AreaReport.model_construct(id="I", risks=[risk])], probes=[],
+                                         run=RunInfo.model_construct(smoke=False))
     (check,) = evaluate(Policy(checks=[RiskCheck(risk="I.1", max_status=max_status)]), report).checks  # type: ignore[arg-type]
     assert check.passed is ok and check.message.startswith(f"risk I.1 (a risk) is {status}")
 

@@ -48,19 +48,28 @@ def gate_cmd(report_file: Path, policy: str, junit: Path | None) -> None:
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md")
-@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a metric got worse beyond its interval.")
+@click.option("--fail-on-regression", is_flag=True,
+              help="Exit 1 when a metric got significantly worse (paired test after Holm's correction, or "
+                   "beyond its interval where items cannot be paired).")
 @click.option("--force", is_flag=True, help="Compare reports of different taxonomies or probe versions.")
 def diff_cmd(old: Path, new: Path, fmt: str, fail_on_regression: bool, force: bool) -> None:
-    """Compare two report.json files metric by metric."""
+    """Compare two report.json files metric by metric.
+
+    Metrics measured on the same items are compared item by item from the runs' samples files
+    (McNemar's exact test for rates, a paired bootstrap for means; Holm's correction across
+    metrics); the rest by whether the 95% intervals overlap. The output names the test used."""
     from reports import (
         IncomparableReports,
         diff_reports,
         load_report,
+        load_samples,
         render_diff_markdown,
     )
 
+    old_report, new_report = load_report(old), load_report(new)
     try:
-        d = diff_reports(load_report(old), load_report(new), force=force)
+        d = diff_reports(old_report, new_report, force=force, old_samples=load_samples(old_report, old),
+                         new_samples=load_samples(new_report, new))
     except IncomparableReports as exc:
         raise BadInput(f"{old} vs {new}: {exc}") from None
     click.echo(d.model_dump_json(indent=2) if fmt == "json" else render_diff_markdown(d), nl=fmt == "json")

@@ -122,7 +122,9 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
 
     report = run_audit(config, progress=lambda pid: _Bar(pid, quiet), notify=notify)
     run_dir = Path(report.run.directory)
-    click.echo(f"overall: {report.summary.status.value}  ({report.run.duration_s:.1f}s)")
+    limit = report.config.get("limit")
+    smoke = f"  (smoke run: --limit {limit}; not evidence for a release)" if report.run.smoke else ""
+    click.echo(f"overall: {report.summary.status.value}{smoke}  ({report.run.duration_s:.1f}s)")
     for area in report.areas:
         click.echo(f"  {area.id:<4} {area.status.value:<14} {area.name}")
     for p in report.probes:
