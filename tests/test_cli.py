@@ -57,7 +57,7 @@ def test_broken_taxonomy_exits_2_with_file_and_key(tmp_path: Path) -> None:
         (["run", "--model", "x", "--probes", "misinformation.truthfulness_mc", "--dataset", "missing.csv"],
          ["missing.csv", "file not found"]),
         (["run", "--model", "x", "--dataset", "any.csv"], ["--dataset any.csv", "say which probe"]),
-        (["run", "--model", "x", "--scorer", "toxicity=bogus"], ["scorers.toxicity.name"]),
+        (["run", "--model", "x", "--scorer", "toxicity=bogus"], ["--scorer toxicity=bogus: unknown scorer"]),
         (["run", "--model", "x", "--scorer", "mood=profanity"], ["--scorer mood", "unknown role"]),
         (["run", "--model", "smollm2-135m", "--scorer", "toxicity=hf-classifier:./nope"], ["hf-classifier:./nope",
                                                                                "not a local directory"]),
