@@ -215,7 +215,7 @@ def test_policy_and_junit_apply_to_a_resumed_run(tiny_model, save_checkpoint, tm
 @pytest.mark.parametrize("flag, needle", [(["--seed", "5"], "--seed 5"), (["--limit", "3"], "--limit 3"),
                                           (["--probes", "toxicity.dialogue"], "--probes"),
                                           (["--pii-nlp-model", "auto"], "--pii-nlp-model auto"),
-                                          (["--scorer", "toxicity=profanity"], "--scorer"),
+                                          (["--scorer-threshold", "toxicity=0.7"], "--scorer-threshold toxicity="),
                                           (["--no-chat-template"], "--no-chat-template")])
 def test_resume_refuses_a_flag_that_changes_what_is_measured(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              flag: list[str], needle: str) -> None:
