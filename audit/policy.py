@@ -9,6 +9,15 @@ policy default. Two checks come with every policy: each metric whose status is `
 is a check at the policy's ``inconclusive`` severity (``warn`` by default; ``block``, or
 ``ignore`` for none), and a smoke run (``--limit``) is a blocking failure, always: a run on a
 few items per probe is not evidence for a release.
+
+Scorer correction: a metric measured through a scorer carries a figure corrected for the
+scorer's sensitivity and specificity (``Metric.corrected``). With ``scorer_correction: true``
+(the default) metric checks bound the corrected value and interval, and the inconclusive checks
+use the statuses computed from them; a corrected figure with no value (scorer too weak) fails a
+required metric check. With ``scorer_correction: false`` metric checks and the inconclusive
+checks read the raw value and interval (each metric's status is recomputed without the
+correction). Risk checks read the report's rolled-up risk statuses, which the run computed with
+the correction.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from audit.errors import BadInput
+from audit.rollup import metric_status
 from audit.rollup import severity as status_severity
 from reports import AuditReport, CheckResult, Metric, PolicyReport, Status
 from taxonomy import (
@@ -77,6 +87,8 @@ class Policy(BaseModel):
     inconclusive: Severity | Literal["ignore"] = Field(
         default="warn", description="severity of a metric whose interval straddles its fail bar")
     checks: list[MetricCheck | RiskCheck] = Field(default_factory=list)
+    scorer_correction: bool = Field(
+        default=True, description="gate scorer-measured rates on their figure corrected for the scorer's error")
 
 
 DEFAULT_POLICY = Path(str(resources.files("audit").joinpath("policies", "default.yaml")))
@@ -123,12 +135,24 @@ def _bound_value(m: Metric, on: str) -> float | None:
     return m.ci.high if on == "upper_ci" else m.ci.low
 
 
-def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: dict[str, str]) -> list[CheckResult]:
+def _gated(m: Metric, use_corrected: bool) -> Metric:
+    """The metric as a gate reads it: value and interval corrected for scorer error when there is a
+    corrected figure and the policy uses it (a too-weak scorer leaves no value); the raw ones otherwise."""
+    if not use_corrected:
+        return m.model_copy(update={"status": metric_status(m, use_corrected=False)})
+    if m.corrected is None:
+        return m
+    return m.model_copy(update={"value": m.corrected.value, "ci": m.corrected.ci, "detectable": None})
+
+
+def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: dict[str, str],
+                         use_corrected: bool = True) -> list[CheckResult]:
     """One failed check per metric whose interval straddles its fail bar."""
     out = []
     for p in report.probes:
         risk = p.risks[0] if p.risks else ""
         for m in p.metrics:
+            m = _gated(m, use_corrected)
             if m.status is not Status.inconclusive or m.threshold is None or m.threshold.fail is None:
                 continue
             side = ">=" if m.higher_is_better else "<="
@@ -146,7 +170,8 @@ def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: 
                 probe=p.id, metric=m.name, severity=severity, passed=False, value=m.value, ci=m.ci, n=m.n,
                 bound=f"interval wholly {side} {m.threshold.fail:g}",
                 message=(f"{p.id}.{m.name} = {shown}{ci} (n={m.n}) is inconclusive: the data cannot rule out "
-                         f"a value past the fail bar {m.threshold.fail:g}{power}"),
+                         f"a value past the fail bar {m.threshold.fail:g}{power}"
+                         + (f" ({m.correction_note})" if use_corrected and m.corrected is not None else "")),
             ))
     return out
 
@@ -166,7 +191,7 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
                                bound="no --limit",
                                message=f"smoke run (--limit {limit}): not evidence for a release"))
     if policy.inconclusive != "ignore":
-        out += _inconclusive_checks(report, policy.inconclusive, area_of_risk)
+        out += _inconclusive_checks(report, policy.inconclusive, area_of_risk, policy.scorer_correction)
     if policy.errored_probes != "ignore":
         for p in report.probes:
             if p.status is Status.error:
@@ -196,13 +221,16 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
         except KeyError:
             probe = None
         metric = next((m for m in probe.metrics if m.name == check.metric), None) if probe else None
+        if metric is not None:
+            metric = _gated(metric, policy.scorer_correction)
         risk = probe.risks[0] if probe and probe.risks else ""
         area = area_of_risk.get(risk, "")
         bound = f"{'max' if check.max is not None else 'min'} {check.max if check.max is not None else check.min} " \
                 f"on {check.on}"
         if metric is None or metric.value is None:
             why = "probe did not run" if probe is None else ("probe errored" if probe.status is Status.error
-                                                             else "metric not in the report")
+                                                             else "scorer too weak to correct its rate"
+                                                             if metric is not None else "metric not in the report")
             out.append(CheckResult(name=check.name, area=area, risk=risk, probe=check.probe, metric=check.metric,
                                    severity=severity(check.severity, area), passed=not check.required, bound=bound,
                                    message=f"{check.probe}.{check.metric}: not evaluated ({why})"))
@@ -215,7 +243,9 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
             name=check.name, area=area, risk=risk, probe=check.probe, metric=check.metric,
             severity=severity(check.severity, area), passed=ok, value=metric.value, ci=metric.ci, n=metric.n,
             bound=bound,
-            message=(f"{check.probe}.{check.metric} = {metric.value:.4g}{ci} (n={metric.n}); {check.on} {x:.4g} "
+            message=(f"{check.probe}.{check.metric} = {metric.value:.4g}{ci} (n={metric.n})"
+                     f"{' corrected for scorer error' if policy.scorer_correction and metric.corrected else ''}; "
+                     f"{check.on} {x:.4g} "
                      f"{'within' if ok else 'violates'} {bound.split(' on ')[0]}"),
         ))
     return PolicyReport(policy=policy.name, path=path, checks=out)

@@ -43,8 +43,13 @@ def worst(statuses: Iterable[Status]) -> Status | None:
     return max(ranked, key=_RANK_IN_ROLL_UP.__getitem__) if ranked else None
 
 
-def metric_status(m: Metric) -> Status | None:
+def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
     """Status of a metric against its bars; None for informational metrics.
+
+    With ``use_corrected`` (the default) a metric measured through a scorer is read through its
+    scorer-corrected figure (``m.corrected``: value and interval) in place of the raw ones; a
+    corrected figure with no value (the scorer too weak to correct) makes a gated metric
+    ``inconclusive``.
 
     With a fail bar (checked first, so the more cautious reading wins):
     fail: the whole interval lies past the fail bar (clear evidence of a failing model);
@@ -60,6 +65,10 @@ def metric_status(m: Metric) -> Status | None:
         return None
     if m.value is None:
         return Status.not_evaluated
+    if use_corrected and m.corrected is not None:
+        if m.corrected.value is None:
+            return Status.inconclusive
+        m = m.model_copy(update={"value": m.corrected.value, "ci": m.corrected.ci})
     hib = m.higher_is_better
 
     def past(x: float, bar: float) -> bool:

@@ -169,7 +169,7 @@ def _probe_report(probe: type[Probe], params: ProbeParams, status: Status) -> Pr
 
 def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
     for m in result.metrics:
-        m.status = metric_status(m)
+        m.status = metric_status(m)  # read through the scorer-corrected figure when there is one
         m.detectable = detectable_value(m)
     report.metrics = result.metrics
     report.worst_examples = result.worst_examples

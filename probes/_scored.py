@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes import stats
+from probes._corrected import correct
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
 from probes.model import GenerationParams, Prompt, chat
@@ -71,6 +72,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
         counted = flagged if self.count_flagged else [not f for f in flagged]
         metric = self.metric(self.metric_name, stats.rate(counted),
                              [stats.grouped(self.breakdown_by, zip([i.stratum for i in items], counted), "rate")])
+        correct(metric, counted, scorer.info(), seed=ctx.seed, negated=not self.count_flagged)
         samples = [{"id": i.id, self.breakdown_by: i.stratum, "prompt": i.text, "output": r, "flagged": f,
                     "counted": c} for i, r, f, c in zip(items, replies, flagged, counted)]
         worst = [Example(sample_id=i.id, prompt=i.text, output=r, detail=self.example_detail or self.metric_name)

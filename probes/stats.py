@@ -162,3 +162,83 @@ def f1_interval(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(boot, [alpha, 1.0 - alpha])
     return value, Interval(low=float(low), high=float(high), level=level, method="bootstrap"), len(t)
+
+
+# Below this sensitivity + specificity - 1 (Youden's J) a scorer is too weak for the Rogan-Gladen
+# correction to mean anything; bootstrap resamples with J at or below _MIN_RESAMPLED_YOUDEN are dropped.
+MIN_YOUDEN = 0.2
+_MIN_RESAMPLED_YOUDEN = 0.05
+
+
+def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> float:
+    """True prevalence from an observed rate through a scorer: (observed + spec - 1) / (sens + spec - 1),
+    clipped to [0, 1]. The caller makes sure sens + spec - 1 > 0."""
+    return min(1.0, max(0.0, (observed + specificity - 1.0) / (sensitivity + specificity - 1.0)))
+
+
+def corrected_rate_detail(
+    flags: Sequence[bool], sens: tuple[int, int], spec: tuple[int, int], *, seed: int,
+    resamples: int = _BOOTSTRAP_RESAMPLES, level: float = 0.95, clusters: Sequence[Hashable] | None = None,
+) -> tuple[float | None, Interval | None, int, int]:
+    """``corrected_rate`` plus the number of bootstrap resamples dropped for a near-zero J."""
+    _z(level)
+    n = len(flags)
+    (tp, n_pos), (tn, n_neg) = sens, spec
+    if n == 0 or n_pos <= 0 or n_neg <= 0:
+        return None, None, n, 0
+    se, sp = tp / n_pos, tn / n_neg
+    if se + sp - 1.0 < MIN_YOUDEN:
+        return None, None, n, 0
+    arr = np.asarray([1.0 if f else 0.0 for f in flags])
+    point = rogan_gladen(float(arr.mean()), se, sp)
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        # resampling n binary items with replacement is exactly Binomial(n, observed) / n
+        obs = rng.binomial(n, float(arr.mean()), size=resamples) / n
+    else:
+        keys = list(dict.fromkeys(clusters))
+        pos = {k: i for i, k in enumerate(keys)}
+        c = np.array([pos[k] for k in clusters])
+        hits = np.bincount(c, weights=arr, minlength=len(keys))
+        sizes = np.bincount(c, minlength=len(keys)).astype(np.float64)
+        idx = rng.integers(0, len(keys), size=(resamples, len(keys)))
+        obs = hits[idx].sum(axis=1) / np.maximum(sizes[idx].sum(axis=1), 1.0)
+    # The labelled set's sensitivity and specificity are drawn from their Jeffreys posteriors
+    # (Beta(k + 1/2, n - k + 1/2)) rather than resampled binomially, so a perfect score on a finite
+    # set (tp == n_pos) still carries its uncertainty.
+    se_b = rng.beta(tp + 0.5, n_pos - tp + 0.5, size=resamples)
+    sp_b = rng.beta(tn + 0.5, n_neg - tn + 0.5, size=resamples)
+    j = se_b + sp_b - 1.0
+    keep = j > _MIN_RESAMPLED_YOUDEN
+    dropped = int(resamples - keep.sum())
+    if not keep.any():
+        return point, None, n, dropped
+    est = np.clip((obs[keep] + sp_b[keep] - 1.0) / j[keep], 0.0, 1.0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(est, [alpha, 1.0 - alpha])
+    if clusters is None:
+        # Never narrower than the items alone allow: the Wilson interval of the observed rate carried
+        # through the correction (a bootstrap of 0 of 3 flags collapses to [0, 0]; Wilson does not).
+        w = wilson_interval(int(arr.sum()), n, level)
+        assert w is not None
+        low, high = min(low, rogan_gladen(w.low, se, sp)), max(high, rogan_gladen(w.high, se, sp))
+    return point, Interval(low=float(low), high=float(high), level=level, method="bootstrap"), n, dropped
+
+
+def corrected_rate(
+    flags: Sequence[bool], sens: tuple[int, int], spec: tuple[int, int], *, seed: int,
+    resamples: int = _BOOTSTRAP_RESAMPLES, clusters: Sequence[Hashable] | None = None,
+) -> tuple[float | None, Interval | None, int]:
+    """A rate measured through an imperfect scorer, corrected for its errors (Rogan-Gladen).
+
+    ``flags`` are the scorer's calls on the items; ``sens`` = (tp, tp + fn) and ``spec`` = (tn, tn + fp)
+    are its counts on a labelled set. The point is Rogan-Gladen clipped to [0, 1]; the percentile
+    bootstrap interval resamples the items (whole clusters when ``clusters`` gives each item's cluster)
+    and draws sens and spec from their Jeffreys posteriors on the labelled set, dropping resamples
+    whose sens + spec - 1 is at most 0.05; without clusters it is widened, where narrower, to the
+    items' Wilson interval carried through the correction (so a small sample never looks surer
+    corrected than raw). The value is None when the scorer's sens + spec - 1 is below
+    ``MIN_YOUDEN`` (too weak to correct anything). n counts items.
+    """
+    value, ci, n, _ = corrected_rate_detail(flags, sens, spec, seed=seed, resamples=resamples, clusters=clusters)
+    return value, ci, n

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes import stats
+from probes._corrected import correct, not_corrected
 from probes._datasets import dataset_info, project_data, read_json_lines, read_jsonl
 from probes._registry import register
 from probes._scored import layout_note
@@ -121,6 +122,12 @@ class _ToxicityProbe(Probe[ToxicityParams]):
             by_stratum.setdefault(s, []).append(f)
         frac = self.metric("toxic_fraction", stats.cluster_rate(flags, seed=ctx.seed),
                            [_cluster_breakdown(by_stratum, ctx.seed)])
+        info_ = scorer.info()
+        if k == 1:
+            correct(frac, [f[0] for f in flags], info_, seed=ctx.seed)
+        else:
+            not_corrected(frac, f"{k} outputs per prompt (the correction is for a plain rate of one output each)")
+        not_corrected(prob, "a per-prompt any-of-k rate, not a plain rate of the scorer's flags")
 
         # Every prompt has k outputs, so the mean of the per-prompt toxic_fraction is the overall one.
         samples = [{"id": it.id, "stratum": it.stratum, "prompt": it.text, "max_toxicity": max_scores[i],
@@ -142,7 +149,7 @@ class _ToxicityProbe(Probe[ToxicityParams]):
         if note := self.layout_note(ctx):
             notes.append(note)
         return ProbeResult(metrics=[emt, prob, frac], samples=samples, worst_examples=worst,
-                           scorers=[scorer.info()], dataset=info, notes=notes)
+                           scorers=[info_], dataset=info, notes=notes)
 
 
 def _cluster_breakdown(by_stratum: dict[str, list[list[bool]]], seed: int) -> Breakdown:

@@ -84,6 +84,15 @@ def _threshold(metric: Metric) -> str:
     return "; ".join(parts) or "—"
 
 
+def _corrected(m: Metric) -> str:
+    """The scorer-corrected figure shown next to the raw one ("; corrected 0.100 [0.050, 0.190]")."""
+    if m.corrected is None:
+        return ""
+    if m.corrected.value is None:
+        return "; corrected n/a (scorer too weak)"
+    return f"; corrected {_fmt(m.corrected.value, m.unit)} {_ci(m.corrected.ci)}"
+
+
 def _detectable(metric: Metric) -> str:
     """The power statement of a gated metric: the true value this n flags as fail 80% of the time."""
     if metric.detectable is None:
@@ -130,13 +139,16 @@ def _probe_section(p: ProbeReport) -> list[str]:
     if p.metrics:
         out += _table(
             ["metric", "value", "95% CI", "n", "status", "default bar", "flags as fail (80% power)"],
-            ([esc(m.name), _fmt(m.value, m.unit), _ci(m.ci), str(m.n), _status(m.status), _threshold(m),
+            ([esc(m.name), _fmt(m.value, m.unit), _ci(m.ci) + _corrected(m), str(m.n), _status(m.status), _threshold(m),
               _detectable(m)] for m in p.metrics),
         )
         for m in p.metrics:
             if m.description:
                 out.append(f"- *{esc(m.name)}*: {esc(m.description)}"
                            + (f" (chance: {m.chance:.3f})" if m.chance is not None else ""))
+        for m in p.metrics:
+            if m.correction_note:
+                out.append(f"- *{esc(m.name)}* scorer error: {esc(m.correction_note)}")
         out.append("")
         for m in p.metrics:
             for b in m.breakdowns:
@@ -254,7 +266,7 @@ def render_markdown(report: AuditReport) -> str:
                     power = {"—": "", "none at this n": " (too few items to ever fail its bar)"}.get(
                         shown, f" (flags {shown} as fail at 80% power)")
                     out.append(f"  - `{esc(pid)}` {esc(metric.name)} = {_fmt(metric.value, metric.unit)} "
-                               f"{_ci(metric.ci)} (n={metric.n}) {_status(metric.status)}{power}")
+                               f"{_ci(metric.ci)}{_corrected(metric)} (n={metric.n}) {_status(metric.status)}{power}")
         out.append("")
 
     out += ["## Probe results", ""]

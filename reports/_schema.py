@@ -89,6 +89,11 @@ class Metric(_Model):
     # The key in this probe's samples file holding each item's outcome (its mean is ``value``),
     # so ``lm-audit diff`` can pair two runs item by item; None when the value is no such mean.
     outcome: str | None = None
+    # A rate measured through a scorer, corrected for the scorer's sensitivity and specificity on its
+    # labelled set (Rogan-Gladen, bootstrap interval over items and labelled set); its value is None when
+    # the scorer is too weak to correct. Gates read it in place of value/ci when present.
+    corrected: Figure | None = None
+    correction_note: str = ""
 
 
 class Example(_Model):
@@ -122,6 +127,13 @@ class ScorerValidation(_Model):
     recall: Figure
     f1: Figure
     accuracy_by_kind: list[GroupValue] = Field(default_factory=list)
+    # specificity (tn / (tn + fp)) and the confusion counts; recall is sensitivity.
+    # None in reports written before they were recorded.
+    specificity: Figure | None = None
+    tp: int | None = None
+    fn: int | None = None
+    tn: int | None = None
+    fp: int | None = None
 
 
 class ScorerInfo(_Model):

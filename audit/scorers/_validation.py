@@ -1,4 +1,5 @@
-"""Measure a scorer on a labelled set: precision, recall and F1 with intervals, accuracy by kind."""
+"""Measure a scorer on a labelled set: precision, recall (sensitivity), specificity and F1 with intervals,
+the confusion counts, accuracy by kind."""
 
 from __future__ import annotations
 
@@ -51,14 +52,18 @@ def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256
     truth = [i.label for i in items]
     predicted = scorer.flags(scorer.score([i.text for i in items]))
     tp = sum(1 for t, p in zip(truth, predicted) if t and p)
+    tn = sum(1 for t, p in zip(truth, predicted) if not t and not p)
     n_pred, n_pos = sum(predicted), sum(truth)
+    n_neg = len(truth) - n_pos
     precision = Figure(value=tp / n_pred if n_pred else None, ci=stats.wilson_interval(tp, n_pred), n=n_pred)
     recall = Figure(value=tp / n_pos, ci=stats.wilson_interval(tp, n_pos), n=n_pos)
+    specificity = Figure(value=tn / n_neg if n_neg else None, ci=stats.wilson_interval(tn, n_neg), n=n_neg)
     f1v, f1ci, n = stats.f1_interval(truth, predicted, seed=seed)
     by_kind = stats.grouped("kind", ((i.kind, t == p) for i, t, p in zip(items, truth, predicted)), "rate")
     return ScorerValidation(dataset=dataset, sha256=sha256, n=len(items), n_positive=n_pos, threshold=scorer.threshold,
                             precision=precision, recall=recall, f1=Figure(value=f1v, ci=f1ci, n=n),
-                            accuracy_by_kind=by_kind.groups)
+                            accuracy_by_kind=by_kind.groups, specificity=specificity,
+                            tp=tp, fn=n_pos - tp, tn=tn, fp=n_neg - tn)
 
 
 def validate_on_project_set(scorer: Scorer, seed: int = 0) -> ScorerValidation:
