@@ -91,8 +91,7 @@ class MeteredModel:
     """
 
     def __init__(self, backend: Backend, cache: ResultCache | None = None, *, _clock: _Clock | None = None) -> None:
-        check_backend(backend)
-        self.backend = backend
+        self.backend = backend  # checked by the runner (check_backend) before the run starts
         self._store = cache
         self._cache = BatchCache(cache, backend.info().fingerprint_sha256) if cache is not None else None
         self._clock = _clock or _Clock()
