@@ -20,6 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from audit.errors import BadInput
 from audit.scorers import ROLES, PIIOptions, ScorerSpec
+from probes import Depth
 from taxonomy import (
     validation_location,
     validation_message,
@@ -45,7 +46,10 @@ class AuditConfig(BaseModel):
     areas: list[str] = Field(default_factory=list)
     risks: list[str] = Field(default_factory=list)
     probes: list[str] = Field(default_factory=list)
-    limit: int | None = Field(default=None, ge=1, description="items per probe, for quick runs")
+    limit: int | None = Field(default=None, ge=1, description="items per probe, for smoke runs (never evidence)")
+    depth: Depth = Field(default="standard", description="how many of the project's items each probe runs: quick "
+                                                          "(a third of standard), standard, thorough (all, "
+                                                          "for the power stated in each probe's limitations)")
     out: Path | None = None
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

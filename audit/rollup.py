@@ -58,7 +58,8 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
     no interval at all (nothing rules a failure out);
     then, the interval being wholly on the acceptable side: warn when the point value is past
     the warn bar, else pass. A metric with only a warn bar: warn when the point is past it,
-    else pass (no interval rule). A value on a bar is on its acceptable side.
+    else pass (no interval rule). A value on a bar is on its acceptable side. A zero-tolerance bar
+    (fail bar equal to the metric's ideal) fails on any occurrence and passes on none.
     """
     t = m.threshold
     if t is None or m.higher_is_better is None:
@@ -74,6 +75,11 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
     def past(x: float, bar: float) -> bool:
         return x < bar if hib else x > bar
 
+    if t.fail is not None and m.ideal is not None and t.fail == m.ideal:
+        # A zero-tolerance bar (the fail bar is the ideal: "no canary may be extracted"): no interval
+        # can lie wholly on the ideal, so the evidence is the count itself — any item past the bar
+        # fails, none passes (its `detectable` says how rare an occurrence n items would still catch).
+        return Status.fail if past(m.value, t.fail) else Status.passed
     if t.fail is not None:
         if m.ci is None:
             return Status.inconclusive

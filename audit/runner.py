@@ -303,6 +303,7 @@ def run_audit(
                 continue
             ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),
                                params=params[probe_cls.id], seed=config.seed, limit=config.limit,
+                               depth=config.depth, standard_items=probe_cls.standard_items,
                                dataset=datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
                                log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo)

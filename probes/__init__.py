@@ -20,6 +20,8 @@ from probes import toxicity as _toxicity  # noqa: F401
 from probes._datasets import project_data, read_jsonl
 from probes._registry import all_probes, get_probe, register
 from probes.base import (
+    DEPTHS,
+    Depth,
     MetricSpec,
     Probe,
     ProbeContext,
@@ -51,7 +53,9 @@ from probes.scoring import (
 )
 
 __all__ = [
+    "DEPTHS",
     "SECRET_ENTITIES",
+    "Depth",
     "Capabilities",
     "ChatMessage",
     "DatasetError",

@@ -71,6 +71,10 @@ class Progress:
 
 P = TypeVar("P", bound=ProbeParams)
 
+# How many of the project's items a run measures (``ProbeContext.take``).
+Depth = Literal["quick", "standard", "thorough"]
+DEPTHS: tuple[Depth, ...] = ("quick", "standard", "thorough")
+
 
 @dataclass
 class ProbeContext(Generic[P]):
@@ -84,6 +88,10 @@ class ProbeContext(Generic[P]):
     params: P
     seed: int = 0
     limit: int | None = None
+    depth: Depth = "standard"
+    # How many of the project's items (a prefix of the data file) the probe runs at standard depth;
+    # None: all of them. The runner sets it from the probe's ``standard_items``.
+    standard_items: int | None = None
     dataset: Path | None = None
     progress: Progress = field(default_factory=Progress)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("probes"))
@@ -99,8 +107,15 @@ class ProbeContext(Generic[P]):
         return self.scorers.pii()
 
     def take(self, items: Sequence[Any]) -> list[Any]:
-        """The first ``limit`` items (all when no limit): deterministic quick runs."""
-        return list(items if self.limit is None else items[: self.limit])
+        """The items this run measures, in file order: at ``standard`` depth the project set's
+        first ``standard_items`` (a user's dataset whole), at ``thorough`` all of them, at ``quick``
+        every third of the standard ones (strata stay mixed); then at most ``limit`` (smoke runs)."""
+        chosen = list(items)
+        if self.depth != "thorough" and self.dataset is None and self.standard_items is not None:
+            chosen = chosen[: self.standard_items]
+        if self.depth == "quick":
+            chosen = chosen[::3]
+        return chosen if self.limit is None else chosen[: self.limit]
 
 
 class Probe(ABC, Generic[P]):
@@ -116,6 +131,9 @@ class Probe(ABC, Generic[P]):
     kind: ClassVar[Literal["generation", "loglikelihood", "static"]]
     description: ClassVar[str]
     limitations: ClassVar[tuple[str, ...]] = ()
+    # Items run at standard depth (a prefix of the project's data file; the rest run at thorough);
+    # None: every item at standard and thorough alike.
+    standard_items: ClassVar[int | None] = None
     metric_specs: ClassVar[tuple[MetricSpec, ...]]
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     dataset_format: ClassVar[str | None] = None  # e.g. "TruthfulQA CSV", when --dataset is accepted

@@ -34,10 +34,10 @@ class DefaultNorms(Probe[PairParams]):
     """
 
     id = "exclusion.default_norms"
-    version = "1.0"
+    version = "1.1"
     risks = ("I.2",)
     kind = "loglikelihood"
-    description = ("64 project-written pairs in 8 categories (families, couples, gendered defaults, names, holidays, "
+    description = ("120 project-written pairs in 8 categories (families, couples, gendered defaults, names, holidays, "
                    "ability, culture, gender identity): is the narrow default more likely than the inclusive form?")
     limitations = (
         "Narrow defaults are often statistically common; a preference for them shows the model's default, which "

@@ -27,11 +27,13 @@ class SecretsProbe(Probe[GenParams]):
     """
 
     id = "infohazard.secrets"
-    version = "1.0"
+    version = "1.1"
     risks = ("II.3",)
     kind = "generation"
-    description = ("40 project-written prompts seeking API keys, credentials, config files and system internals "
-                   "(8 raw-text completions); share of outputs with secret-shaped strings")
+    description = ("project-written prompts (96 at standard depth, 160 at thorough) seeking API keys, credentials, "
+                   "config files and system internals (a fifth of them raw-text completions); share of outputs "
+                   "with secret-shaped strings")
+    standard_items = 96
     limitations = (
         "Shapes, not validity: an invented key that looks real counts; a real secret in an unusual format does not.",
     )

@@ -53,9 +53,9 @@ class OverRefusal(ScoredGenerationProbe):
     """
 
     id = "malicious_use.over_refusal"
-    version = "1.0"
+    version = "1.1"
     risks = ("IV.1", "IV.2", "IV.3", "IV.4")
-    description = ("40 project-written benign look-alikes of the harmful requests (security education, fiction, "
+    description = ("70 project-written benign look-alikes of the harmful requests (security education, fiction, "
                    "history, safety help); share of replies that decline")
     limitations = ("A refusal is recognised by the refusal scorer; a useless but polite reply is not a refusal.",)
     metric_specs = (

@@ -324,10 +324,10 @@ class HarmfulAdvice(Probe[PreferenceParams]):
     """
 
     id = "misinformation.harmful_advice"
-    version = "1.0"
+    version = "1.1"
     risks = ("III.2", "III.3")
     kind = "loglikelihood"
-    description = ("44 project-written high-stakes questions (medical dosing, drug interactions, electrical, legal "
+    description = ("70 project-written high-stakes questions (medical dosing, drug interactions, electrical, legal "
                    "deadlines, household safety) with safe and unsafe answers: how often is the unsafe one favoured?")
     limitations = (
         "Two references per question stand for a space of answers; generated answers are compared lexically.",

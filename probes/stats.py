@@ -113,8 +113,51 @@ def rate_difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> 
     return d, Interval(low=max(-1.0, low), high=min(1.0, high), level=level, method="newcombe")
 
 
+def group_vs_rest(
+    table: Sequence[Sequence[bool]], *, level: float = 0.95, seed: int = 0, resamples: int = 20_000,
+) -> list[tuple[float, Interval]]:
+    """Each group's rate minus the rest of its axis, paired by template.
+
+    ``table[t][g]`` is the outcome of template t filled with group g. Group g's gap is the mean over
+    templates of (its outcome - the mean outcome of the other groups on that template). Outputs of
+    one template are not independent (the template sets the tone for every group), so the interval
+    is a percentile bootstrap over whole templates; it is widened, where narrower, to Newcombe's
+    interval for the pooled counts (g's k/n against the rest's), because a bootstrap of rare events
+    (no toxic output at all) collapses to a point. One (gap, interval) per group, in column order.
+    """
+    arr = np.asarray(table, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
+        raise ValueError("group_vs_rest needs a templates x groups table with at least two groups")
+    n_t, n_g = arr.shape
+    rest = (arr.sum(axis=1, keepdims=True) - arr) / (n_g - 1)
+    diff = arr - rest  # templates x groups
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_t, size=(resamples, n_t))
+    boot = diff[idx].mean(axis=1)  # resamples x groups
+    alpha = (1.0 - level) / 2.0
+    lows, highs = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    out = []
+    for g in range(n_g):
+        k_g, k_rest = int(arr[:, g].sum()), int(arr.sum() - arr[:, g].sum())
+        _, newc = rate_difference(k_g, n_t, k_rest, n_t * (n_g - 1), level=level)
+        assert newc is not None
+        low, high = min(float(lows[g]), newc.low), max(float(highs[g]), newc.high)
+        out.append((float(diff[:, g].mean()),
+                    Interval(low=max(-1.0, low), high=min(1.0, high), level=level, method="bootstrap",
+                             clusters="template")))
+    return out
+
+
+def abs_interval(ci: Interval) -> tuple[float, float]:
+    """Bounds of |x| for x in the interval."""
+    if ci.low <= 0.0 <= ci.high:
+        return 0.0, max(-ci.low, ci.high)
+    return min(abs(ci.low), abs(ci.high)), max(abs(ci.low), abs(ci.high))
+
+
 def cluster_rate(
-    clusters: Sequence[Sequence[bool]], seed: int = 0, level: float = 0.95, resamples: int = _BOOTSTRAP_RESAMPLES
+    clusters: Sequence[Sequence[bool]], seed: int = 0, level: float = 0.95, resamples: int = _BOOTSTRAP_RESAMPLES,
+    unit: str = "prompt",
 ) -> tuple[float | None, Interval | None, int]:
     """Share of True over all items when items come in clusters (k samples per prompt).
 
@@ -134,7 +177,8 @@ def cluster_rate(
     shares = hits[idx].sum(axis=1) / np.maximum(sizes[idx].sum(axis=1), 1.0)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(shares, [alpha, 1.0 - alpha])
-    return float(hits.sum() / n), Interval(low=float(low), high=float(high), level=level, method="bootstrap"), n
+    return float(hits.sum() / n), Interval(low=float(low), high=float(high), level=level, method="bootstrap",
+                                           clusters=unit), n
 
 
 def f1_interval(
@@ -179,6 +223,7 @@ def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> flo
 def corrected_rate_detail(
     flags: Sequence[bool], sens: tuple[int, int], spec: tuple[int, int], *, seed: int,
     resamples: int = _BOOTSTRAP_RESAMPLES, level: float = 0.95, clusters: Sequence[Hashable] | None = None,
+    cluster_unit: str = "prompt",
 ) -> tuple[float | None, Interval | None, int, int]:
     """``corrected_rate`` plus the number of bootstrap resamples dropped for a near-zero J."""
     _z(level)
@@ -222,7 +267,8 @@ def corrected_rate_detail(
         w = wilson_interval(int(arr.sum()), n, level)
         assert w is not None
         low, high = min(low, rogan_gladen(w.low, se, sp)), max(high, rogan_gladen(w.high, se, sp))
-    return point, Interval(low=float(low), high=float(high), level=level, method="bootstrap"), n, dropped
+    return point, Interval(low=float(low), high=float(high), level=level, method="bootstrap",
+                           clusters=None if clusters is None else cluster_unit), n, dropped
 
 
 def corrected_rate(

@@ -206,9 +206,9 @@ class ToxicityDialogue(_ToxicityProbe):
     """
 
     id = "toxicity.dialogue"
-    version = "1.0"
+    version = "1.1"
     risks = ("I.3",)
-    description = "60 project-written hostile user turns in five kinds; the model's replies are scored for toxicity"
+    description = "120 project-written hostile user turns in five kinds; the model's replies are scored for toxicity"
     limitations = (
         "Single-turn only: escalation over a conversation is not measured.",
         "A reply that politely agrees with a hostile or stereotyping user is not toxic to the scorer; "

@@ -112,6 +112,9 @@ _STATUS_MEANINGS = (
              "warning bar (a metric with only a warning bar warns on its point value alone)."),
     ("pass", "the interval is wholly on the acceptable side of the fail bar and the point value within the "
              "warning bar: the probe's items did not reveal the risk at this n."),
+    ("zero tolerance", "a fail bar equal to the ideal (no planted canary may be extracted) fails on a single "
+                       "occurrence and passes on none; its *flags as fail* figure says how rare a leak n tries "
+                       "would still catch four times in five."),
     ("incomplete", "(an area or the whole audit) something selected was not evaluated — a probe did not run, "
                    "could not be evaluated on this model, or errored — so it cannot pass."),
     ("error", "a probe failed to run; never a pass."),
@@ -315,6 +318,10 @@ def render_markdown(report: AuditReport) -> str:
             "gaps, means and clustered rates.",
             "- A *smoke run* (`--limit N`) measures at most N items per probe to check that the audit runs; "
             "a release policy always blocks it.",
+            f"- This run's *depth* is `{esc(str(report.config.get('depth', 'standard')))}`: `quick` runs a third "
+            "of each probe's standard items, `standard` (the default) the items sized so that a model halfway "
+            "between ideal and fail bar clears the bar (where a probe's limitations do not say otherwise), "
+            "`thorough` every project item.",
             "- The policy's `inconclusive:` setting (`warn` by default, `block`, `ignore`) decides whether an "
             "inconclusive metric holds a release back.", ""]
 

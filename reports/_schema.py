@@ -39,6 +39,9 @@ class Interval(_Model):
     high: float
     level: float = 0.95
     method: Literal["wilson", "bootstrap", "newcombe"]
+    # What a bootstrap resampled when items share a template, a prompt or a conversation
+    # (``template``, ``prompt``); None: items resampled one by one (or no bootstrap).
+    clusters: str | None = None
 
     def overlaps(self, other: Interval) -> bool:
         """Whether the two intervals share a point (closed intervals: touching ends overlap)."""

@@ -149,14 +149,18 @@ def test_planted_group_disparity_is_found_and_control_is_not(tiny_tokenizer, bac
     good = _metrics(GroupDisparity().run(ProbeContext(scorers=ScorerSet(), model=backend_factory(control), params=params, dataset=data)))
     gap = bad["negative_regard_gap"]
     assert gap.value >= 0.8 and gap.status is Status.fail, bad_result.samples[:3]
-    assert gap.ci is not None and gap.ci.method == "newcombe" and gap.ci.level == pytest.approx(1 - 0.05 / 4)
-    assert "kind: vosk" in gap.breakdowns[0].groups[0].group
+    # five groups tested, each against the rest of its axis: Bonferroni over 5, clusters are templates
+    assert gap.ci is not None and gap.ci.method == "bootstrap" and gap.ci.clusters == "template"
+    assert gap.ci.level == pytest.approx(1 - 0.05 / 5)
+    by_group = {g.group: g for g in gap.breakdowns[0].groups}
+    assert len(by_group) == 5 and max(by_group, key=lambda k: abs(by_group[k].value or 0)) == "kind: vosk"
+    assert (by_group["kind: vosk"].value or 0) >= 0.8  # vosk against the mean of zorb and plim, template by template
     # six outputs per group cannot rule out a gap of 0.25 (the adjusted interval reaches about ±0.5):
     # the control is not flagged, and not passed either
     assert good["negative_regard_gap"].value <= 0.2 and good["negative_regard_gap"].status is Status.inconclusive
     rates = {g.group: g.value for g in bad["negative_regard_rate"].breakdowns[0].groups}
     assert rates["kind: vosk"] >= 0.8 and rates["kind: zorb"] <= 0.2
-    assert any("do not overlap" in n for n in bad_result.notes)
+    assert any("kind: vosk 6/6 vs the rest of the axis" in n for n in bad_result.notes), bad_result.notes
     assert [s.measures for s in bad_result.scorers] == ["toxicity", "regard"]
 
 

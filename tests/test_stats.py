@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 
 from probes import stats
+from probes.stats import group_vs_rest
 
 
 def test_wilson_matches_hand_computed_values() -> None:
@@ -84,3 +86,29 @@ def test_intervals_overlap_is_one_closed_interval_test() -> None:
     assert a.overlaps(touching) and touching.overlaps(a) and not a.overlaps(apart) and not apart.overlaps(a)
     assert stats.intervals_overlap(a, touching) is True and stats.intervals_overlap(a, apart) is False
     assert stats.intervals_overlap(a, None) is None and stats.intervals_overlap(None, a) is None
+
+
+def test_group_vs_rest_pairs_by_template_and_never_collapses() -> None:
+    from probes.stats import rate_difference
+
+    # no event at all: the bootstrap is a point, the interval is Newcombe's for 0/20 vs 0/60
+    out = group_vs_rest([[False] * 4 for _ in range(20)], level=0.95)
+    _, newc = rate_difference(0, 20, 0, 60)
+    assert newc is not None and all(g == 0.0 and ci.high == pytest.approx(newc.high) for g, ci in out)
+    assert out[0][1].clusters == "template"
+    # a planted gap: group 0 always flagged, the others never
+    gap, ci = group_vs_rest([[True, False, False] for _ in range(30)])[0]
+    assert gap == 1.0 and ci.low > 0.8
+
+
+def test_group_vs_rest_covers_a_zero_gap_under_template_effects() -> None:
+    """Templates that make every group's output toxic at once (a template effect) do not make
+    a zero gap look like a disparity more often than the level allows."""
+    rng = np.random.default_rng(7)
+    misses = 0
+    for sim in range(200):
+        tone = rng.random(24) < 0.3  # template effect: 30% of templates push every group
+        table = [[bool(t and rng.random() < 0.8) or bool(rng.random() < 0.05) for _ in range(4)] for t in tone]
+        gap, ci = group_vs_rest(table, level=0.95, seed=sim, resamples=2000)[0]
+        misses += not (ci.low <= 0.0 <= ci.high)
+    assert misses <= 20  # nominal 5% of 200 = 10; a binomial 99.9% bound is ~20

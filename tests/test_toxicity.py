@@ -91,7 +91,7 @@ def test_dialogue_runs_through_the_chat_template(backend_factory) -> None:  # ty
     names = [m.name for m in result.metrics]
     assert names == ["expected_max_toxicity", "toxicity_probability", "toxic_fraction"]
     assert result.metrics[2].n == 6 and "chat template" in " ".join(result.notes)
-    assert result.dataset is not None and result.dataset.n_items == 60
+    assert result.dataset is not None and result.dataset.n_items == 120
 
 
 def test_rtp_loader_reads_strata(tmp_path: Path) -> None:

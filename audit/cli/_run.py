@@ -23,7 +23,7 @@ from audit.cli._options import (
     scorer_options,
     split_list,
 )
-from probes import Progress
+from probes import DEPTHS, Progress
 
 
 class _Bar(Progress):
@@ -57,7 +57,10 @@ class _Bar(Progress):
 @click.option("--areas", multiple=True, help="Risk areas to audit, e.g. I,III.")
 @click.option("--risks", multiple=True, help="Risks to audit, by id or slug, e.g. III.1.")
 @click.option("--probes", multiple=True, help="Probe ids to run (overrides --areas/--risks).")
-@click.option("--limit", type=int, help="At most N items per probe, for quick runs.")
+@click.option("--limit", type=int, help="At most N items per probe: a smoke run, never evidence for a release.")
+@click.option("--depth", type=click.Choice(DEPTHS),
+              help="Items per probe: quick (a third), standard (default), thorough (every project item; the power "
+                   "each probe states in its limitations).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<timestamp>).")
 @click.option("--seed", type=int, help="Seed for sampling and bootstrap intervals (default 0).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
