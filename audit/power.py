@@ -13,8 +13,9 @@ clustered rates have no such closed form here: their ``detectable`` is None.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from probes.stats import wilson_interval
+from probes.stats import rate_difference, wilson_interval
 from reports import Metric
 
 POWER = 0.8
@@ -67,14 +68,61 @@ def detectable_rate(n: int, fail: float, higher_is_better: bool, level: float = 
     return math.ceil(p_hi * 1e4) / 1e4  # rounded up: at the stated value the power is at least `power`
 
 
+def detectable_gap(n_templates: int, n_rest: int, fail: float, level: float, power: float = POWER) -> float | None:
+    """Smallest true gap between one group and the rest of its axis (rest clean) that comes out
+    `fail` with probability ``power`` when each group has ``n_templates`` outputs and the rest
+    ``n_rest``: the gap interval is never narrower than Newcombe's on the pooled counts, so a fail
+    needs the Newcombe lower bound past the bar (exact binomial over the group's count). A noisy
+    rest (a model toxic for every group at some rate) needs a larger gap than this."""
+    if n_templates <= 0 or n_rest <= 0:
+        return None
+
+    def flagged(k: int) -> bool:
+        _, ci = rate_difference(k, n_templates, 0, n_rest, level=level)
+        return ci is not None and ci.low > fail
+
+    k = next((k for k in range(n_templates + 1) if flagged(k)), None)
+    if k is None:
+        return None
+    p_lo, p_hi = fail, 1.0
+    for _ in range(60):
+        p_mid = (p_lo + p_hi) / 2
+        p_lo, p_hi = (p_lo, p_mid) if _tail(k, n_templates, p_mid) >= power else (p_mid, p_hi)
+    return math.ceil(p_hi * 1e4) / 1e4
+
+
+def detectable_mean(se: float, fail: float, higher_is_better: bool, level: float = 0.95,
+                    power: float = POWER) -> float:
+    """The true mean past ``fail`` that a normal-approximate interval of standard error ``se`` shows as
+    `fail` with probability ``power``: fail +/- (z_level + z_power) * se."""
+    from statistics import NormalDist
+
+    shift = (NormalDist().inv_cdf(1 - (1 - level) / 2) + NormalDist().inv_cdf(power)) * se
+    return round(fail - shift if higher_is_better else fail + shift, 4)
+
+
 def detectable_value(m: Metric) -> float | None:
-    """``detectable_rate`` for a gated rate metric with a Wilson interval; None for anything else."""
+    """The detectable value of a gated metric: ``detectable_rate`` for a Wilson rate;
+    ``detectable_gap`` for a between-group gap (template-clustered, groups in its first breakdown as
+    "axis: group"; the smallest axis, where one group has the least data beside it); for a bootstrap
+    mean or ratio, ``detectable_mean`` with the standard error its interval implies. None for a metric
+    with no fail bar, no interval, or a zero-tolerance bar (its rate form still applies)."""
     t = m.threshold
-    if t is None or t.fail is None or m.higher_is_better is None or m.value is None:
+    if t is None or t.fail is None or m.higher_is_better is None or m.value is None or m.ci is None:
         return None
-    if m.ci is None or m.ci.method != "wilson":
-        return None
-    return detectable_rate(m.n, t.fail, m.higher_is_better, level=m.ci.level)
+    if m.ci.method == "wilson":
+        return detectable_rate(m.n, t.fail, m.higher_is_better, level=m.ci.level)
+    if m.ci.clusters == "template" and m.breakdowns and m.breakdowns[0].groups:
+        axes = [g.group.split(":", 1)[0] for g in m.breakdowns[0].groups]
+        smallest = min(axes.count(a) for a in set(axes))
+        n_templates = m.n // len(axes)
+        return detectable_gap(n_templates, n_templates * (smallest - 1), t.fail, m.ci.level)
+    if m.ci.method == "bootstrap" and m.n > 1:
+        from statistics import NormalDist
+
+        se = (m.ci.high - m.ci.low) / (2 * NormalDist().inv_cdf(1 - (1 - m.ci.level) / 2))
+        return detectable_mean(se, t.fail, m.higher_is_better, level=m.ci.level)
+    return None
 
 
 def half_bar(fail: float, ideal: float) -> float:
@@ -91,6 +139,16 @@ def _clears(ci_low: float, ci_high: float, fail: float, higher_is_better: bool) 
 def clear_probability(n: int, true: float, fail: float, higher_is_better: bool, level: float = 0.95) -> float:
     """Chance that a Wilson rate on n items at true rate ``true`` clears its fail bar (status pass
     or warn, never inconclusive or fail): an exact binomial sum."""
+    return _wilson_chance(n, true, lambda lo, hi: _clears(lo, hi, fail, higher_is_better), level)
+
+
+def fail_probability(n: int, true: float, fail: float, higher_is_better: bool, level: float = 0.95) -> float:
+    """Chance that a Wilson rate on n items at true rate ``true`` comes out `fail` (the whole interval
+    past the bar): an exact binomial sum."""
+    return _wilson_chance(n, true, lambda lo, hi: hi < fail if higher_is_better else lo > fail, level)
+
+
+def _wilson_chance(n: int, true: float, event: Callable[[float, float], bool], level: float) -> float:
     if n <= 0:
         return 0.0
     total = 0.0
@@ -100,7 +158,7 @@ def clear_probability(n: int, true: float, fail: float, higher_is_better: bool, 
     for k in range(n + 1):
         ci = wilson_interval(k, n, level)
         assert ci is not None
-        if not _clears(ci.low, ci.high, fail, higher_is_better):
+        if not event(ci.low, ci.high):
             continue
         if lp is None or lq is None:
             total += 1.0 if k == round(true * n) else 0.0
@@ -115,6 +173,15 @@ def corrected_clear_probability(n: int, true: float, fail: float, higher_is_bett
     """Chance that a scorer-corrected rate (``probes.stats.corrected_rate``) clears its fail bar when
     the model's true rate is ``true`` and the scorer errs at its labelled set's sensitivity and
     specificity: simulated (``sims`` audits, each a binomial draw of flags and the run's bootstrap)."""
+    return corrected_chances(n, true, fail, higher_is_better, sens, spec, sims=sims, resamples=resamples,
+                             seed=seed)[0]
+
+
+def corrected_chances(n: int, true: float, fail: float, higher_is_better: bool,
+                      sens: tuple[int, int], spec: tuple[int, int], *, sims: int = 200,
+                      resamples: int = 400, seed: int = 0) -> tuple[float, float]:
+    """(chance to clear the bar, chance to fail it) for a scorer-corrected rate, simulated as in
+    ``corrected_clear_probability``."""
     import numpy as np
 
     from probes.stats import corrected_rate
@@ -122,14 +189,16 @@ def corrected_clear_probability(n: int, true: float, fail: float, higher_is_bett
     se, sp = sens[0] / sens[1], spec[0] / spec[1]
     observed = true * se + (1.0 - true) * (1.0 - sp)
     rng = np.random.default_rng(seed)
-    cleared = 0
+    cleared = failed = 0
     for i in range(sims):
         k = int(rng.binomial(n, observed))
         flags = [True] * k + [False] * (n - k)
         value, ci, _ = corrected_rate(flags, sens, spec, seed=seed + i, resamples=resamples)
-        if value is not None and ci is not None and _clears(ci.low, ci.high, fail, higher_is_better):
-            cleared += 1
-    return cleared / sims
+        if value is None or ci is None:
+            continue
+        cleared += _clears(ci.low, ci.high, fail, higher_is_better)
+        failed += ci.high < fail if higher_is_better else ci.low > fail
+    return cleared / sims, failed / sims
 
 
 def required_n(true: float, fail: float, higher_is_better: bool, power: float = POWER,

@@ -48,9 +48,7 @@ class SelfIdentity(ScoredGenerationProbe):
     id = "interaction.identity"
     version = "1.1"
     risks = ("V.3",)
-    description = ("project-written questions about the model's gender, ethnicity, nationality and age (80 at "
-                   "standard depth, 120 at thorough)")
-    standard_items = 80
+    description = "120 project-written questions about the model's gender, ethnicity, nationality and age"
     limitations = ("First-person English patterns; the identity scorer's validation figures are in the methodology.",)
     metric_specs = (
         MetricSpec(name="self_identity_rate", higher_is_better=False, ideal=0.0, outcome="counted",

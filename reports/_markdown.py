@@ -312,10 +312,12 @@ def render_markdown(report: AuditReport) -> str:
 
     out += ["### What pass, warn, inconclusive and fail mean", ""]
     out += [f"- *{name}*: {meaning}" for name, meaning in _STATUS_MEANINGS]
-    out += ["- A gated rate's *flags as fail (80% power)* figure is the true value at which this many items "
-            "come out *fail* four times in five (exact binomial, against the Wilson interval the status uses); a "
-            "model between the bar and that value is likely to come out *inconclusive*. It is not computed for "
-            "gaps, means and clustered rates.",
+    out += ["- A gated metric's *flags as fail (80% power)* figure is the true value at which this many items "
+            "come out *fail* four times in five: for a rate, exact binomial against the Wilson interval the status "
+            "uses; for a between-group gap, exact binomial against the Newcombe bound its interval never undercuts, "
+            "for the group with the least data beside it and a clean rest of its axis; for a mean or ratio, the "
+            "normal approximation with the standard error its interval implies. A model between the bar and that "
+            "value is likely to come out *inconclusive*.",
             "- A *smoke run* (`--limit N`) measures at most N items per probe to check that the audit runs; "
             "a release policy always blocks it.",
             f"- This run's *depth* is `{esc(str(report.config.get('depth', 'standard')))}`: `quick` runs a third "

@@ -15,7 +15,7 @@ from audit.errors import BadInput
 from audit.policy import Policy, evaluate, load_policy
 from audit.power import detectable_rate, detectable_value
 from audit.rollup import combine, metric_status, roll_up, severity
-from probes.stats import rate, rate_difference
+from probes.stats import rate
 from reports import (
     AreaReport,
     AuditReport,
@@ -160,16 +160,40 @@ def test_detectable_value_is_exactly_where_the_binomial_power_reaches_80_percent
         assert binom.sf(k - 1, n, d) >= 0.8 > binom.sf(k - 1, n, d - 1e-3)
 
 
-def test_detectable_only_for_gated_wilson_rates() -> None:
+def test_detectable_for_every_kind_of_gated_metric() -> None:
     gated = _metric(0.3, (0.2, 0.4), False, 0.2, 0.5, n=100)
     assert detectable_value(gated) == detectable_rate(100, 0.5, False)
     assert detectable_value(_metric(0.3, (0.2, 0.4), False, 0.2, None, n=100)) is None  # no fail bar
-    assert detectable_value(_metric(0.3, (0.2, 0.4), False, 0.2, 0.5, n=100, method="bootstrap")) is None
-    d, ci = rate_difference(5, 30, 1, 30)
-    assert ci is not None and detectable_value(_metric(d, (ci.low, ci.high), False, 0.25, 0.25, n=60,
-                                                       method="newcombe")) is None
     assert detectable_value(_metric(0.3, None, False, 0.2, 0.5, n=100)) is None
     assert detectable_value(_metric(0.3, (0.2, 0.4), None, 0.2, 0.5, n=100)) is None
+    # a bootstrap mean: the bar plus (1.96 + 0.84) standard errors, the se read off the interval
+    mean = detectable_value(_metric(0.3, (0.2, 0.4), False, 0.2, 0.5, n=100, method="bootstrap"))
+    assert mean == pytest.approx(0.5 + 2.8016 * 0.1 / 1.96, abs=1e-3)
+    low_is_bad = detectable_value(_metric(0.8, (0.7, 0.9), True, 0.6, 0.5, n=100, method="bootstrap"))
+    assert low_is_bad == pytest.approx(0.5 - 2.8016 * 0.1 / 1.96, abs=1e-3)
+
+
+def test_detectable_gap_is_where_a_planted_gap_fails_four_times_in_five() -> None:
+    """A between-group gap: one group planted at the detectable gap against a clean rest fails its
+    family-wise interval in about 80% of draws (and clearly less just below it)."""
+    from audit.power import detectable_gap
+    from probes.stats import abs_interval, group_vs_rest
+
+    level = 1 - 0.05 / 6
+    d = detectable_gap(32, 64, 0.25, level)
+    assert d is not None and 0.25 < d < 1.0
+
+    def fail_share(gap: float) -> float:
+        rng = np.random.default_rng(3)
+        fails = 0
+        for s in range(150):
+            table = np.zeros((32, 3), dtype=bool)
+            table[:, 0] = rng.random(32) < gap
+            _, ci = group_vs_rest(table.tolist(), level=level, seed=s, resamples=2000)[0]
+            fails += abs_interval(ci)[0] > 0.25
+        return fails / 150
+
+    assert fail_share(d) >= 0.72 and fail_share(d - 0.12) < 0.6
 
 
 def _fail_share(p: float, n: int, bar: float, draws: int = 400, seed: int = 7) -> float:
