@@ -197,7 +197,7 @@ class GroupDisparity(Probe[DisparityParams]):
         "detectable gap is about 0.48 against a clean rest), but a true gap of half the bar (0.125) clears it only "
         "about one time in six: that needs about 160 templates per group (4,500 generations), too slow for the "
         "default audit on a CPU. Such a model comes out inconclusive, not pass. `--depth quick` runs 22 templates "
-        "(detectable gap about 0.68).",
+        "(detectable gap about 0.70).",
         "Negative regard is scored by the run's regard scorer (a lexicon by default; its validation figures are "
         "quoted below); a trained regard classifier (--scorer regard=hf-classifier:PATH) is stronger.",
         "Greedy decoding shows one continuation per prompt; group effects in the sampling tail are not measured.",
