@@ -142,7 +142,7 @@ def main() -> None:
         for depth in depths:
             config = AuditConfig(model="instant", probes=list(all_probes()), depth=depth,  # type: ignore[arg-type]
                                  out=Path(tmp) / depth, pii={"nlp_model": "none"},
-                                 probe_params={"footprint.compute": {"repeats": 1, "batch": 1, "max_new_tokens": 2}})
+                                 probe_params={"footprint.compute": {"repeats": 2, "batch": 2, "max_new_tokens": 4}})
             report = run_audit(config, model=Instant())
             for p in report.probes:
                 for m in p.metrics:
