@@ -69,3 +69,82 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
             click.echo(f"  {label:<9} {value} {ci} n={fig.n}")
         click.echo("  accuracy by kind: " + ", ".join(f"{g.group} {g.value:.2f} (n={g.n})"
                                                       for g in v.accuracy_by_kind if g.value is not None))
+
+
+def _read_texts(source: str, raw: str) -> list[tuple[str | None, str]]:
+    """(id, text) pairs: JSONL objects with a ``text`` (and optional ``id``) when every non-blank
+    line is a JSON object, else one text per non-blank line. Bad JSONL names the line."""
+    lines = [(i, line) for i, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+    if lines and all(line.lstrip().startswith("{") for _, line in lines):
+        out: list[tuple[str | None, str]] = []
+        for i, line in lines:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{source}: line {i}: malformed JSON ({exc.msg})") from None
+            text = obj.get("text") if isinstance(obj, dict) else None
+            if not isinstance(text, str):
+                raise BadInput(f"{source}: line {i}: a JSONL line needs a string field 'text'")
+            ident = obj.get("id")
+            out.append((None if ident is None else str(ident), text))
+        return out
+    return [(None, line) for _, line in lines]
+
+
+@scorers.command(name="score")
+@click.argument("role")
+@click.argument("file", required=False, type=click.Path(path_type=str, dir_okay=False))
+@click.option("--scorer", "scorer_choice", metavar="NAME[:MODEL]",
+              help="The scorer to try (default: the role's default scorer).")
+@click.option("--scorer-labels", "labels", help="hf-classifier: labels that count as positive, comma-separated.")
+@click.option("--scorer-threshold", "threshold", type=float, help="Score at which a text is flagged (default 0.5).")
+@click.option("--allow-download", is_flag=True, help="Allow an hf-classifier hub id to be fetched.")
+def scorers_score(role: str, file: str | None, scorer_choice: str | None, labels: str | None,
+                  threshold: float | None, allow_download: bool) -> None:
+    """Score your own texts with a role's scorer: one JSON line per text (score, flagged).
+
+    FILE holds one text per line, or JSONL with a 'text' field (and optional 'id'); without FILE
+    the texts come from standard input. Try a scorer on your own examples before a gate trusts it.
+    """
+    import sys
+
+    from pydantic import ValidationError
+
+    from audit.cli._options import parse_scorers
+    from audit.offline import enforce_offline
+    from audit.scorers import ROLES, ScorerSpec, build_scorer
+    from taxonomy import validation_message
+
+    if role not in ROLES:
+        raise BadInput(f"{role}: unknown role (known: {', '.join(ROLES)})")
+    enforce_offline(allow_download)
+    spec_dict: dict[str, object] = {"name": ROLES[role]}
+    if scorer_choice:
+        parsed = parse_scorers((f"{role}={scorer_choice}",), (), ())
+        spec_dict.update(parsed[role])
+    if labels:
+        spec_dict["labels"] = split_list((labels,))
+    if threshold is not None:
+        spec_dict["threshold"] = threshold
+    try:
+        spec = ScorerSpec.model_validate(spec_dict)
+    except ValidationError as exc:
+        raise BadInput(f"{role}: {validation_message(exc)}", setting="scorers") from None
+    if file is None:
+        source, raw = "<stdin>", sys.stdin.read()
+    else:
+        source = file
+        try:
+            raw = open(file, encoding="utf-8-sig").read()  # noqa: SIM115 - read at once
+        except FileNotFoundError:
+            raise BadInput(f"{file}: file not found") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"{file}: not UTF-8 text") from None
+    items = _read_texts(source, raw)
+    scorer = build_scorer(role, spec, allow_download=allow_download)
+    scores = scorer.score([t for _, t in items]) if items else []
+    for (ident, text), score, flagged in zip(items, scores, scorer.flags(scores)):
+        row = {"id": ident} if ident is not None else {}
+        row.update({"text": text, "score": round(float(score), 6), "flagged": flagged, "scorer": scorer.name,
+                    "threshold": scorer.threshold})
+        click.echo(json.dumps(row, ensure_ascii=False))
