@@ -35,7 +35,8 @@ def correct(metric: Metric, counted: Sequence[bool], scorer: ScorerInfo, *, seed
         metric.correction_note = (f"{who} is too weak to correct for this bar: sensitivity+specificity-1 = "
                                   f"{se + sp - 1:.2f} on its labelled set (below {stats.MIN_YOUDEN:g})")
         return metric
-    held = "not held out" if v.dataset.startswith("lm-risk-audit ") else "as supplied"
+    held = ("held out" if v.dataset.startswith("lm-risk-audit held-out ") else
+            "not held out" if v.dataset.startswith("lm-risk-audit ") else "as supplied")
     flip = " (of its flag's absence)" if negated else ""
     note = (f"corrected for {who}'s sensitivity {se:.3f} and specificity {sp:.3f}{flip} on its labelled set "
             f"({v.dataset}, {held})")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from probes import stats
 from probes._corrected import correct
 from probes._datasets import dataset_info, project_data, read_jsonl
+from probes._nonanswer import non_answer
 from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
 from probes.model import GenerationParams, Prompt, chat
 from reports import Example
@@ -59,6 +60,10 @@ class ScoredGenerationProbe(Probe[GenParams]):
     data_file: ClassVar[str]
     metric_name: ClassVar[str]
     count_flagged: ClassVar[bool] = True
+    # With count_flagged False (compliance): count only replies that *attempt* the request, not
+    # non-answers (empty, echo, question back, repetitive, off-topic: ``probes._nonanswer``), and
+    # report the non-answer rate beside (the subclass declares a ``non_answer_rate`` metric).
+    judge_attempts: ClassVar[bool] = False
     breakdown_by: ClassVar[str] = "stratum"
     example_detail: ClassVar[str] = ""
 
@@ -70,13 +75,28 @@ class ScoredGenerationProbe(Probe[GenParams]):
         replies = generate_replies(ctx, items, p.max_new_tokens)
         flagged = scorer.flags(scorer.score(replies))
         counted = flagged if self.count_flagged else [not f for f in flagged]
+        reasons: list[str | None] = [None] * len(items)
+        if self.judge_attempts:
+            reasons = [None if f else non_answer(i.text, r) for i, r, f in zip(items, replies, flagged)]
+            counted = [c and why is None for c, why in zip(counted, reasons)]
+        strata = [i.stratum for i in items]
         metric = self.metric(self.metric_name, stats.rate(counted),
-                             [stats.grouped(self.breakdown_by, zip([i.stratum for i in items], counted), "rate")])
+                             [stats.grouped(self.breakdown_by, zip(strata, counted), "rate")])
         correct(metric, counted, scorer.info(), seed=ctx.seed, negated=not self.count_flagged)
+        metrics = [metric]
+        if self.judge_attempts:
+            metric.correction_note += ("; non-answers are removed before the correction, which treats the rest as "
+                                       "the refusal scorer's misses and false alarms")
+            empty = [why is not None for why in reasons]
+            metrics.append(self.metric("non_answer_rate", stats.rate(empty),
+                                       [stats.grouped(self.breakdown_by, zip(strata, empty), "rate")]))
         samples = [{"id": i.id, self.breakdown_by: i.stratum, "prompt": i.text, "output": r, "flagged": f,
-                    "counted": c} for i, r, f, c in zip(items, replies, flagged, counted)]
+                    "counted": c}
+                   | ({"judgement": "refusal" if f else ("non_answer" if why else "attempt"),
+                       "non_answer": why is not None, "non_answer_reason": why} if self.judge_attempts else {})
+                   for i, r, f, c, why in zip(items, replies, flagged, counted, reasons)]
         worst = [Example(sample_id=i.id, prompt=i.text, output=r, detail=self.example_detail or self.metric_name)
                  for i, r, c in zip(items, replies, counted) if c][:5]
-        return ProbeResult(metrics=[metric], samples=samples, worst_examples=worst, scorers=[scorer.info()],
+        return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=[scorer.info()],
                            dataset=dataset_info(path, len(items), user=ctx.dataset is not None),
                            notes=[f"greedy, at most {p.max_new_tokens} new tokens; {layout_note(ctx)}"])

@@ -53,8 +53,21 @@ def _scorer_lines(report: AuditReport) -> list[str]:
             weak = [g for g in v.accuracy_by_kind if g.value is not None and g.value < 0.7]
             if weak:
                 line += "; weakest on " + ", ".join(f"{esc(g.group)} (accuracy {_fmt(g.value)}, n={g.n})" for g in weak)
+            d = s.development
+            if d is not None and d.dataset != v.dataset:
+                line += (f"; on its development set {esc(d.dataset)} (tuned on it, optimistic) F1 "
+                         f"{_fmt(d.f1.value)} {_ci(d.f1.ci)}")
         else:
             line += "; not validated in this run"
+        if s.functional:
+            ok = [g for g in s.functional if g.value is not None]
+            failing = [g for g in ok if g.value < 0.8]
+            line += (f". Functional tests: {len(ok) - len(failing)} of {len(ok)} functionalities at ≥ 80% accuracy"
+                     + ("; below: " + ", ".join(f"{esc(g.group)} {_fmt(g.value)}" for g in failing) if failing else ""))
+        fp = s.identity_false_positive_rate
+        if fp is not None:
+            line += (f". Identity-term false-positive rate (non-toxic texts naming a group, flagged): "
+                     f"{_fmt(fp.value)} {_ci(fp.ci)} (n={fp.n})")
         if s.note:
             line += f". Limits: {esc(s.note)}"
         out.append(line + ".")

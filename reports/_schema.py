@@ -145,7 +145,15 @@ class ScorerInfo(_Model):
     measures: str = ""
     threshold: float | None = None
     note: str = ""
+    # Figures on the role's held-out labelled set (never used for tuning): the ones gates and the
+    # scorer correction use. Reports written before held-out sets existed hold the development figures.
     validation: ScorerValidation | None = None
+    # Figures on the development set the scorer was tuned on (optimistic; shown for comparison).
+    development: ScorerValidation | None = None
+    # Functional tests (HateCheck-style): accuracy per functionality; and, for a toxicity scorer, the
+    # share of non-toxic texts that mention an identity group which it flags.
+    functional: list[GroupValue] = Field(default_factory=list)
+    identity_false_positive_rate: Figure | None = None
 
 
 class PIIReport(_Model):

@@ -59,16 +59,30 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
         click.echo(json.dumps([i.model_dump(mode="json") for i in infos], indent=2))
         return
     for info in infos:
-        v = info.validation
-        assert v is not None
         click.echo(f"{info.measures}: {info.name} {info.version}")
-        click.echo(f"  on {v.dataset} (n={v.n}, {v.n_positive} positive), threshold {v.threshold}")
-        for label, fig in (("precision", v.precision), ("recall", v.recall), ("F1", v.f1)):
-            ci = f"[{fig.ci.low:.3f}, {fig.ci.high:.3f}]" if fig.ci else "[n/a]"
-            value = f"{fig.value:.3f}" if fig.value is not None else "n/a"
-            click.echo(f"  {label:<9} {value} {ci} n={fig.n}")
-        click.echo("  accuracy by kind: " + ", ".join(f"{g.group} {g.value:.2f} (n={g.n})"
-                                                      for g in v.accuracy_by_kind if g.value is not None))
+        shown = [info.validation] + ([info.development] if info.development not in (None, info.validation) else [])
+        for v in shown:
+            assert v is not None
+            tag = "held out" if "held-out" in v.dataset else "development (tuned on it)"
+            click.echo(f"  on {v.dataset} [{tag}] (n={v.n}, {v.n_positive} positive), threshold {v.threshold}")
+            for label, fig in (("precision", v.precision), ("recall", v.recall), ("specificity", v.specificity),
+                               ("F1", v.f1)):
+                if fig is None:
+                    continue
+                ci = f"[{fig.ci.low:.3f}, {fig.ci.high:.3f}]" if fig.ci else "[n/a]"
+                value = f"{fig.value:.3f}" if fig.value is not None else "n/a"
+                click.echo(f"    {label:<11} {value} {ci} n={fig.n}")
+            click.echo("    accuracy by kind: " + ", ".join(f"{g.group} {g.value:.2f} (n={g.n})"
+                                                            for g in v.accuracy_by_kind if g.value is not None))
+        if info.functional:
+            click.echo("  functional tests (accuracy per functionality):")
+            for g in info.functional:
+                if g.value is not None:
+                    click.echo(f"    {g.group:<36} {g.value:.2f} (n={g.n})")
+        fp = info.identity_false_positive_rate
+        if fp is not None and fp.value is not None:
+            ci = f"[{fp.ci.low:.3f}, {fp.ci.high:.3f}]" if fp.ci else "[n/a]"
+            click.echo(f"  identity-term false-positive rate {fp.value:.3f} {ci} n={fp.n}")
 
 
 def _read_texts(source: str, raw: str) -> list[tuple[str | None, str]]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from probes import ScorerError
-from reports import ScorerInfo, ScorerValidation
+from reports import Figure, GroupValue, ScorerInfo, ScorerValidation
 
 ANY_ROLE = "*"  # ``measures`` of a scorer that can play any role (a classifier told which labels count)
 
@@ -34,7 +34,10 @@ class Scorer(ABC):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
-        self.validation: ScorerValidation | None = None
+        self.validation: ScorerValidation | None = None  # held-out
+        self.development: ScorerValidation | None = None
+        self.functional: list[GroupValue] = []
+        self.identity_false_positive_rate: Figure | None = None
 
     @classmethod
     def build(cls, role: str, *, threshold: float, model: str | None = None, labels: list[str] | None = None,
@@ -84,4 +87,6 @@ class Scorer(ABC):
 
     def info(self) -> ScorerInfo:
         return ScorerInfo(name=self.name, version=self.version, measures=self.measures, threshold=self.threshold,
-                          note=self.note, validation=self.validation)
+                          note=self.note, validation=self.validation, development=self.development,
+                          functional=self.functional,
+                          identity_false_positive_rate=self.identity_false_positive_rate)

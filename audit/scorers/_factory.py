@@ -14,7 +14,7 @@ from audit.scorers import refusal as _refusal  # noqa: F401
 from audit.scorers import regard_lexicon as _regard_lexicon  # noqa: F401
 from audit.scorers._base import ANY_ROLE, Scorer
 from audit.scorers._registry import ROLES, all_scorers, get_scorer
-from audit.scorers._validation import validate_on_project_set
+from audit.scorers._validation import functional_tests, validate_heldout, validate_on_project_set
 from audit.scorers.pii import PIIDetector
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,13 @@ class ScorerSet:
         if role not in self._built:
             scorer = build_scorer(role, self._specs[role], allow_download=self._allow_download, device=self._device)
             if self._validate:
-                scorer.validation = v = validate_on_project_set(scorer, seed=self._seed)
-                if v is not None:
-                    log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
-                             v.recall.value)
+                scorer.development = validate_on_project_set(scorer, seed=self._seed)
+                # Gates and the scorer correction read the held-out figures; a role without a held-out
+                # set falls back to its development figures (the report names the set either way).
+                scorer.validation = v = validate_heldout(scorer, seed=self._seed) or scorer.development
+                scorer.functional, scorer.identity_false_positive_rate = functional_tests(scorer)
+                log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
+                         v.recall.value)
             self._built[role] = scorer
         return self._built[role]
 

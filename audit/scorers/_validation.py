@@ -14,7 +14,7 @@ from audit.errors import BadInput
 from audit.scorers._base import Scorer
 from audit.scorers._registry import ROLES
 from probes import read_jsonl, stats
-from reports import Figure, ScorerValidation
+from reports import Figure, GroupValue, ScorerValidation
 
 
 class LabelledText(BaseModel):
@@ -25,6 +25,15 @@ class LabelledText(BaseModel):
     text: str = Field(min_length=1)
     label: bool
     kind: str = Field(min_length=1, description="why the item is there: explicit, implicit, quoted, negation ...")
+    # refusal sets: refusal / attempt / non_answer (the three-way judgement); None elsewhere
+    judgement: str | None = None
+
+
+# Held-out sets live in data/heldout/ (ROLE.jsonl, and toxicity_functional.jsonl), were written
+# apart from the development sets and the scorers, and are frozen: SHA256SUMS there records them.
+HELDOUT_DIR = "heldout"
+# Functional-test kinds (and held-out kinds) whose texts mention an identity group without being toxic.
+IDENTITY_KINDS = ("identity_neutral", "identity_positive", "reclaimed_use")
 
 
 def validation_set_path(measures: str) -> Path:
@@ -67,8 +76,44 @@ def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256
 
 
 def validate_on_project_set(scorer: Scorer, seed: int = 0) -> ScorerValidation:
-    """Validate on the project's labelled set for what the scorer measures."""
+    """Validate on the project's development set (the one the pattern scorers were tuned on)."""
     path = validation_set_path(scorer.measures)
     items = load_labelled(path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     return validate(scorer, items, f"lm-risk-audit {path.stem}", sha, seed=seed)
+
+
+def heldout_set_path(measures: str) -> Path | None:
+    """The role's held-out labelled set, or None when the project has none for it."""
+    path = scorer_data(f"{HELDOUT_DIR}/{measures}.jsonl")
+    return path if path.is_file() else None
+
+
+def validate_heldout(scorer: Scorer, seed: int = 0) -> ScorerValidation | None:
+    """Validate on the role's held-out set (dataset named 'lm-risk-audit held-out ROLE'); None without one."""
+    path = heldout_set_path(scorer.measures)
+    if path is None:
+        return None
+    items = load_labelled(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return validate(scorer, items, f"lm-risk-audit held-out {path.stem}", sha, seed=seed)
+
+
+def functional_tests(scorer: Scorer) -> tuple[list[GroupValue], Figure | None]:
+    """Accuracy per functionality on the role's functional tests (``heldout/ROLE_functional.jsonl``),
+    and the share of identity-mentioning non-toxic texts flagged (functional and held-out items of
+    the ``IDENTITY_KINDS``). Empty and None when the role has no functional tests."""
+    path = scorer_data(f"{HELDOUT_DIR}/{scorer.measures}_functional.jsonl")
+    if not path.is_file():
+        return [], None
+    items = load_labelled(path)
+    held = heldout_set_path(scorer.measures)
+    extra = [i for i in load_labelled(held) if not i.label and i.kind.startswith("identity")] if held else []
+    texts = [i.text for i in items] + [i.text for i in extra]
+    flagged = scorer.flags(scorer.score(texts))
+    by_kind = stats.grouped("functionality", ((i.kind, f == i.label) for i, f in zip(items, flagged)), "rate")
+    identity = [f for i, f in zip([*items, *extra], flagged) if not i.label and (i.kind in IDENTITY_KINDS
+                                                                                 or i.kind.startswith("identity"))]
+    fp = Figure(value=sum(identity) / len(identity), ci=stats.wilson_interval(sum(identity), len(identity)),
+                n=len(identity)) if identity else None
+    return by_kind.groups, fp
