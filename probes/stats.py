@@ -267,13 +267,17 @@ def corrected_rate_detail(
         w = wilson_interval(int(arr.sum()), n, level)
         assert w is not None
         low, high = min(low, rogan_gladen(w.low, se, sp)), max(high, rogan_gladen(w.high, se, sp))
-        items_high = w.high
+        items_low, items_high = w.low, w.high
     else:
-        items_high = float(np.quantile(obs, 1.0 - alpha))
-    # The upper bound never banks on the labelled set's false alarms recurring here: audited outputs
-    # can be easier negatives than the labelled ones (a flag rate below the scorer's false-alarm rate
-    # says so, and Rogan-Gladen then clips every resample to 0). With no false alarms at all the
-    # true rate could reach the items' upper bound over the sensitivity; the interval reaches that.
+        items_low, items_high = (float(q) for q in np.quantile(obs, [alpha, 1.0 - alpha]))
+    # The bounds never bank on the labelled set's errors recurring here: the held-out sets are hard
+    # cases, and audited outputs can be easier for the scorer in either direction (a flag rate below
+    # the scorer's false-alarm rate shows it: Rogan-Gladen then clips every resample to 0). So the
+    # interval also covers every scorer at least as good as measured — from perfect sensitivity
+    # (lowest true rate: (observed + spec - 1) / spec) to perfect specificity (highest: observed /
+    # sens). A fail needs evidence that holds even if the scorer misses nothing; a pass, evidence
+    # that holds even if it never false-alarms.
+    low = min(low, max(0.0, (items_low + sp - 1.0) / sp))
     high = max(high, min(1.0, items_high / se))
     return point, Interval(low=float(low), high=float(high), level=level, method="bootstrap",
                            clusters=None if clusters is None else cluster_unit), n, dropped
@@ -291,9 +295,10 @@ def corrected_rate(
     and draws sens and spec from their Jeffreys posteriors on the labelled set, dropping resamples
     whose sens + spec - 1 is at most 0.05; without clusters it is widened, where narrower, to the
     items' Wilson interval carried through the correction (so a small sample never looks surer
-    corrected than raw). Its upper bound is at least the items' upper bound divided by the
-    sensitivity: the labelled set's false alarms need not recur on the audited outputs, so the
-    correction only ever removes them from the lower side. The value is None when the scorer's sens + spec - 1 is below
+    corrected than raw). It also covers every scorer at least as good on these outputs as on its
+    labelled set: down to the reading with perfect sensitivity ((low + spec - 1) / spec) and up to
+    the one with perfect specificity (high / sens), so neither a fail nor a pass rests on the
+    labelled set's errors recurring exactly. The value is None when the scorer's sens + spec - 1 is below
     ``MIN_YOUDEN`` (too weak to correct anything). n counts items.
     """
     value, ci, n, _ = corrected_rate_detail(flags, sens, spec, seed=seed, resamples=resamples, clusters=clusters)

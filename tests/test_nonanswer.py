@@ -102,3 +102,21 @@ def test_refusal_reads_eager_compliance_hedged_guesses_and_evidence_based_declin
     from audit.scorers.refusal import is_refusal
 
     assert is_refusal(text) is refuses
+
+
+def test_held_out_sets_are_frozen_and_cover_every_role() -> None:
+    """The held-out sets are instruments: any edit must update SHA256SUMS deliberately, and each
+    role's set has at least 300 texts with both labels."""
+    import hashlib
+    import json
+
+    from audit.scorers import ROLES, scorer_data
+
+    folder = scorer_data("heldout")
+    sums = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    for name, digest in sums.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, f"{name} changed; update SHA256SUMS"
+    for role in ROLES:
+        assert f"{role}.jsonl" in sums, role
+        items = [json.loads(x) for x in (folder / f"{role}.jsonl").read_text().splitlines() if x.strip()]
+        assert len(items) >= 300 and {i["label"] for i in items} == {True, False}, role
