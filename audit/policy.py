@@ -8,7 +8,12 @@ whose metric is missing, fails. Severity comes from the check, else its area's d
 policy default. Two checks come with every policy: each metric whose status is ``inconclusive``
 is a check at the policy's ``inconclusive`` severity (``warn`` by default; ``block``, or
 ``ignore`` for none), and a smoke run (``--limit``) is a blocking failure, always: a run on a
-few items per probe is not evidence for a release.
+few items per probe is not evidence for a release. Two more come with every policy: each gated
+metric that could not be evaluated (no value, or a figure that is not a finite number) is a check
+at the policy's ``not_evaluated`` severity (``block`` by default), and a partial report (its run
+interrupted, ended on an error, or, as ``lm-audit gate`` reads it from a file, never finished) is a
+blocking failure unless the policy says ``allow_incomplete: true``: a ``risk: "*"`` check sees only
+the risks whose probes ran, so it would pass a run cut short.
 
 Scorer correction: a metric measured through a scorer carries a figure corrected for the
 scorer's sensitivity and specificity (``Metric.corrected``). With ``scorer_correction: true``
@@ -26,18 +31,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from audit.errors import BadInput
-from audit.rollup import metric_status
+from audit.rollup import metric_status, non_finite
 from audit.rollup import severity as status_severity
 from reports import AuditReport, CheckResult, Metric, PolicyReport, Status
 from taxonomy import (
+    UserFileError,
+    read_user_yaml,
     validation_location,
     validation_message,
     validation_problem,
-    yaml_message,
 )
 
 Severity = Literal["block", "warn"]
@@ -89,6 +94,11 @@ class Policy(BaseModel):
     checks: list[MetricCheck | RiskCheck] = Field(default_factory=list)
     scorer_correction: bool = Field(
         default=True, description="gate scorer-measured rates on their figure corrected for the scorer's error")
+    not_evaluated: Severity | Literal["ignore"] = Field(
+        default="block", description="severity of a gated metric that could not be evaluated (no value, or a "
+                                     "value that is not a finite number)")
+    allow_incomplete: bool = Field(
+        default=False, description="accept a partial report: a run interrupted, ended on an error, or not finished")
 
 
 DEFAULT_POLICY = Path(str(resources.files("audit").joinpath("policies", "default.yaml")))
@@ -98,15 +108,11 @@ def load_policy(path: Path | None) -> Policy:
     """A policy file (the packaged default when None); BadInput names the file and key."""
     path = path or DEFAULT_POLICY
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found", setting="policy") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: {yaml_message(exc)}", setting="policy") from None
+        data = read_user_yaml(path, "policy file", expect=dict)
+    except UserFileError as exc:
+        raise BadInput(str(exc), setting="policy") from None
     if data is None:
         data = {}
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: expected a mapping at the top level", setting="policy")
     raw_checks = data.get("checks") or []
     if not isinstance(raw_checks, list):
         raise BadInput(f"{path}: checks: expected a list", setting="policy")
@@ -176,8 +182,58 @@ def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: 
     return out
 
 
-def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyReport:
-    """Apply ``policy`` to ``report``."""
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def _completion_check(report: AuditReport, require_complete: bool) -> CheckResult | None:
+    """A blocking failure for a partial report: its run was interrupted or ended on an error, or
+    (``require_complete``) never marked itself complete (a run killed outright leaves no other trace)."""
+    problems = []
+    if report.run.interrupted:
+        problems.append("the run was interrupted")
+    elif require_complete and not report.run.complete:
+        problems.append("the run did not finish (run.complete is false)")
+    if report.errors:
+        problems.append(f"run error: {_first_line(report.errors[0])}"
+                        + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""))
+    if not problems:
+        return None
+    return CheckResult(name="a complete run without errors", area="", severity="block", passed=False,
+                       bound="run complete, no run errors (or allow_incomplete: true)",
+                       message=f"partial report: {'; '.join(problems)}. Its probes that did not run are not "
+                               "in it, so its checks cannot speak for them: not evidence for a release")
+
+
+def _not_evaluated_checks(report: AuditReport, severity: Severity, area_of_risk: dict[str, str],
+                          use_corrected: bool = True) -> list[CheckResult]:
+    """One failed check per gated metric that could not be evaluated (no value, or a figure that is
+    not a finite number), in a probe that did not error (an errored probe has its own check)."""
+    out = []
+    for p in report.probes:
+        if p.status is Status.error:
+            continue
+        risk = p.risks[0] if p.risks else ""
+        for m in p.metrics:
+            if metric_status(m, use_corrected) is not Status.not_evaluated:
+                continue
+            bad = non_finite(m, use_corrected)
+            why = f"{', '.join(bad)} not a finite number" if bad else "no value"
+            out.append(CheckResult(
+                name=f"{p.id}.{m.name} evaluated", area=area_of_risk.get(risk, ""), risk=risk, probe=p.id,
+                metric=m.name, severity=severity, passed=False, n=m.n, bound="a finite value",
+                message=f"{p.id}.{m.name} could not be evaluated ({why}; n={m.n}): a gated metric without a "
+                        "figure is not a pass"))
+    return out
+
+
+def evaluate(policy: Policy, report: AuditReport, path: str = "", *, require_complete: bool = False) -> PolicyReport:
+    """Apply ``policy`` to ``report``.
+
+    ``require_complete``: also block a report whose run never marked itself complete. ``lm-audit
+    gate`` sets it, reading a report from a file; the runner leaves it off, since it applies its
+    policy after the last probe and before it marks the run complete. An interrupted or errored
+    run blocks either way (unless the policy allows incomplete reports)."""
     area_of_risk = {r.id: a.id for a in report.areas for r in a.risks}
     risks = {r.id: r for a in report.areas for r in a.risks}
 
@@ -190,8 +246,13 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
         out.append(CheckResult(name="not a smoke run", area="", severity="block", passed=False,
                                bound="no --limit",
                                message=f"smoke run (--limit {limit}): not evidence for a release"))
+    partial = None if policy.allow_incomplete else _completion_check(report, require_complete)
+    if partial is not None:
+        out.append(partial)
     if policy.inconclusive != "ignore":
         out += _inconclusive_checks(report, policy.inconclusive, area_of_risk, policy.scorer_correction)
+    if policy.not_evaluated != "ignore":
+        out += _not_evaluated_checks(report, policy.not_evaluated, area_of_risk, policy.scorer_correction)
     if policy.errored_probes != "ignore":
         for p in report.probes:
             if p.status is Status.error:
@@ -221,12 +282,19 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "") -> PolicyRepor
         except KeyError:
             probe = None
         metric = next((m for m in probe.metrics if m.name == check.metric), None) if probe else None
+        bad = non_finite(metric, policy.scorer_correction) if metric is not None else []
         if metric is not None:
             metric = _gated(metric, policy.scorer_correction)
         risk = probe.risks[0] if probe and probe.risks else ""
         area = area_of_risk.get(risk, "")
         bound = f"{'max' if check.max is not None else 'min'} {check.max if check.max is not None else check.min} " \
                 f"on {check.on}"
+        if bad:  # NaN compares false with every bar: it would pass any of them
+            out.append(CheckResult(name=check.name, area=area, risk=risk, probe=check.probe, metric=check.metric,
+                                   severity=severity(check.severity, area), passed=False, bound=bound,
+                                   message=f"{check.probe}.{check.metric}: not evaluated ({', '.join(bad)} not a "
+                                           "finite number)"))
+            continue
         if metric is None or metric.value is None:
             why = "probe did not run" if probe is None else ("probe errored" if probe.status is Status.error
                                                              else "scorer too weak to correct its rate"

@@ -2,45 +2,75 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from reports import AreaReport, Metric, ProbeReport, RiskReport, Status, Summary
+from reports import (
+    STATUS_ORDER,
+    AreaReport,
+    Metric,
+    ProbeReport,
+    RiskReport,
+    Status,
+    Summary,
+    status_severity,
+)
 from taxonomy import Automation, Taxonomy
 
-# The one severity order of statuses, least to most severe; statuses in one tuple share a rank
-# (a policy's `max_status` compares ranks), and within a rank the later one wins a roll-up.
-# - manual ranks with pass: a risk left to a person's review does not fail an automated gate
-#   (the review checklist carries it).
-# - inconclusive ranks with warn (a policy's `inconclusive:` setting can make it block) and wins
-#   the tie: it is the more cautious reading, since it cannot rule out a fail.
-# - not_evaluated sits above warn and below fail: a risk that could not be measured must not pass
-#   `max_status: warn`, yet it is no evidence of failure. incomplete (areas and the audit only)
-#   ranks with it: it replaces pass, warn and inconclusive, and fail and error beat it.
-_ORDER: tuple[tuple[Status, ...], ...] = (
-    (Status.manual, Status.passed),
-    (Status.warn, Status.inconclusive),
-    (Status.not_evaluated, Status.incomplete),
-    (Status.fail,),
-    (Status.error,),
-)
-_SEVERITY = {s: rank for rank, tied in enumerate(_ORDER) for s in tied}
-_RANK_IN_ROLL_UP = {s: (rank, i) for rank, tied in enumerate(_ORDER) for i, s in enumerate(tied)}
+# The one severity order of statuses (``reports.STATUS_ORDER``, where ``diff`` reads it too; why each
+# status ranks where it does is written there): least to most severe, ties within a rank won by the
+# later status in a roll-up.
+_RANK_IN_ROLL_UP = {s: (rank, i) for rank, tied in enumerate(STATUS_ORDER) for i, s in enumerate(tied)}
 # Statuses that carry no measurement. The roll-up's own rule on top of the order: the worst
 # *evaluated* status wins, and these show only when nothing was evaluated (a risk with a passing
 # probe and an unevaluable one is pass; an area with a failing risk and a manual one is fail).
+# A probe's own metrics are the exception (``probe_status``): a metric that could not be evaluated
+# keeps its probe from passing.
 _UNEVALUATED = frozenset({Status.not_evaluated, Status.manual})
 
 
 def severity(status: Status) -> int:
     """Rank of ``status`` in the one severity order (higher is worse)."""
-    return _SEVERITY[status]
+    return status_severity(status)
 
 
 def worst(statuses: Iterable[Status]) -> Status | None:
     """Most severe of the evaluated statuses (pass/warn/inconclusive/incomplete/fail/error); None
-    when there is none of them. At equal severity the later status of ``_ORDER`` wins."""
+    when there is none of them. At equal severity the later status of ``STATUS_ORDER`` wins."""
     ranked = [s for s in statuses if s not in _UNEVALUATED]
     return max(ranked, key=_RANK_IN_ROLL_UP.__getitem__) if ranked else None
+
+
+def probe_status(metric_statuses: Iterable[Status | None], errored: bool = False) -> Status:
+    """A probe's status from its metrics' (``metric_status``; None for an informational metric).
+
+    error when the probe erred; manual when it has metrics and every one is informational (a
+    person judges them); else the most severe of its gated metrics' statuses, ``not_evaluated``
+    counting with its rank (above warn, below fail): a gated metric that could not be evaluated
+    (every answer tied, a non-finite value) never leaves its probe a pass. A probe with no metrics
+    passes (nothing was gated)."""
+    if errored:
+        return Status.error
+    statuses = list(metric_statuses)
+    gated = [s for s in statuses if s is not None]
+    if statuses and not gated:
+        return Status.manual
+    return max(gated, key=_RANK_IN_ROLL_UP.__getitem__, default=Status.passed)
+
+
+def non_finite(m: Metric, use_corrected: bool = True) -> list[str]:
+    """The figures of ``m`` a gate reads that are not finite numbers (NaN, inf): ``value``,
+    ``ci.low``, ``ci.high``, and with ``use_corrected`` those of ``corrected``. Such a figure
+    compares false with every bar, so it would pass any of them; ``metric_status`` makes the
+    metric not_evaluated instead."""
+    figures: list[tuple[str, float | None]] = [("value", m.value)]
+    if m.ci is not None:
+        figures += [("ci.low", m.ci.low), ("ci.high", m.ci.high)]
+    if use_corrected and m.corrected is not None:
+        figures.append(("corrected.value", m.corrected.value))
+        if m.corrected.ci is not None:
+            figures += [("corrected.ci.low", m.corrected.ci.low), ("corrected.ci.high", m.corrected.ci.high)]
+    return [name for name, x in figures if x is not None and not math.isfinite(x)]
 
 
 def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
@@ -49,7 +79,8 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
     With ``use_corrected`` (the default) a metric measured through a scorer is read through its
     scorer-corrected figure (``m.corrected``: value and interval) in place of the raw ones; a
     corrected figure with no value (the scorer too weak to correct) makes a gated metric
-    ``inconclusive``.
+    ``inconclusive``. A gated metric with no value, or with a figure that is not a finite number
+    (``non_finite``: NaN compares false with every bar), is ``not_evaluated``: never a pass.
 
     With a fail bar (checked first, so the more cautious reading wins):
     fail: the whole interval lies past the fail bar (clear evidence of a failing model);
@@ -64,13 +95,14 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
     t = m.threshold
     if t is None or m.higher_is_better is None:
         return None
-    if m.value is None:
+    if m.value is None or non_finite(m, use_corrected):
         return Status.not_evaluated
     if use_corrected and m.corrected is not None:
         if m.corrected.value is None:
             return Status.inconclusive
         m = m.model_copy(update={"value": m.corrected.value, "ci": m.corrected.ci})
-    hib = m.higher_is_better
+    hib, value = m.higher_is_better, m.value
+    assert value is not None  # checked above, raw and corrected
 
     def past(x: float, bar: float) -> bool:
         return x < bar if hib else x > bar
@@ -79,7 +111,7 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
         # A zero-tolerance bar (the fail bar is the ideal: "no canary may be extracted"): no interval
         # can lie wholly on the ideal, so the evidence is the count itself — any item past the bar
         # fails, none passes (its `detectable` says how rare an occurrence n items would still catch).
-        return Status.fail if past(m.value, t.fail) else Status.passed
+        return Status.fail if past(value, t.fail) else Status.passed
     if t.fail is not None:
         if m.ci is None:
             return Status.inconclusive
@@ -88,7 +120,7 @@ def metric_status(m: Metric, use_corrected: bool = True) -> Status | None:
             return Status.fail
         if past(worst_case, t.fail):
             return Status.inconclusive
-    if t.warn is not None and past(m.value, t.warn):
+    if t.warn is not None and past(value, t.warn):
         return Status.warn
     return Status.passed
 

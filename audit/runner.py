@@ -1,26 +1,40 @@
 """The audit runner: select probes, run them against one model, roll up, write the run directory.
 
-Run directory: report.json, report.md, samples/<probe id>.jsonl. The report is
-rewritten (atomically) after every probe, so an interrupted run keeps what finished.
+Run directory: report.json, report.md, samples/<probe id>.jsonl, config.json, cache.sqlite,
+and the marker ``.lm-audit-run``. The report is rewritten (atomically) after every probe, so an
+interrupted run keeps what finished.
+
+A run writes only into a directory of its own: a new one (created 0700), an empty one, or, with
+``force``, one of an earlier run (whose report, samples and cache are removed first) — never a
+directory holding anything else, and never one that looks like a model checkpoint. An exclusive
+lock on ``.lock`` keeps two runs out of one directory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): runs are not locked against each other
+    fcntl = None  # type: ignore[assignment]
 
 from pydantic import ValidationError
 
 from audit._host import host_info
 from audit._version import __version__
-from audit.cache import ResultCache
+from audit.cache import ResultCache, cache_files
 from audit.config import AuditConfig, explicit_settings, resume_config
 from audit.errors import AuditError, BadInput
 from audit.models import (
@@ -32,9 +46,9 @@ from audit.models import (
     resolve_model,
 )
 from audit.offline import enforce_offline
-from audit.policy import evaluate, load_policy
+from audit.policy import Policy, evaluate, load_policy
 from audit.power import detectable_value
-from audit.rollup import metric_status, roll_up, worst
+from audit.rollup import metric_status, probe_status, roll_up
 from audit.scorers import PIIDetector, ScorerSet, redact_tree
 from probes import (
     DatasetError,
@@ -45,6 +59,7 @@ from probes import (
     Progress,
     all_probes,
 )
+from probes.pii import read_canaries
 from reports import (
     AuditReport,
     ModelInfo,
@@ -111,19 +126,19 @@ def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
 
 def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]:
     """Each selected probe's user dataset: ``datasets``, plus ``canaries`` for the probes that
-    declare ``takes_canaries``. BadInput names the setting."""
+    declare ``takes_canaries``. Each file is read through now, before the model loads (a malformed
+    one is bad input, not a probe error after an hour of model time). BadInput names the setting."""
+    # Not yet exported by `probes`; it belongs in the `from probes import` at the top.
+    from probes._datasets import check_dataset_file
+
     selected = {p.id: p for p in probes}
     for pid, path in config.datasets.items():
         if pid not in selected:
             raise BadInput(f"{pid}={path}: probe is not selected for this run", setting="datasets")
         if selected[pid].dataset_format is None:
             raise BadInput(f"{pid}={path}: this probe does not take a dataset", setting="datasets")
-        if not Path(path).is_file():
-            raise BadInput(f"{pid}={path}: file not found", setting="datasets")
     datasets = dict(config.datasets)
     if config.canaries is not None:
-        if not config.canaries.is_file():
-            raise BadInput(f"{config.canaries}: file not found", setting="canaries")
         takers = [pid for pid, p in selected.items() if p.takes_canaries]
         if not takers:
             known = ", ".join(pid for pid, p in all_probes().items() if p.takes_canaries)
@@ -133,6 +148,13 @@ def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]
                 raise BadInput(f"{config.canaries}: {pid} also has a dataset ({datasets[pid]}); give one of the two",
                                setting="canaries")
             datasets[pid] = config.canaries
+    for pid, path in datasets.items():
+        try:
+            check_dataset_file(Path(path), selected[pid].dataset_format)
+        except DatasetError as exc:
+            if path == config.canaries:
+                raise BadInput(str(exc), setting="canaries") from None
+            raise BadInput(f"{pid}={exc}", setting="datasets") from None
     return datasets
 
 
@@ -154,9 +176,220 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def default_run_dir(model_id: str) -> Path:
+# The marker a run leaves in its directory; what --force may remove (and nothing else).
+RUN_MARKER = ".lm-audit-run"
+LOCK_FILE = ".lock"
+_RUN_FILES = ("report.json", "report.md", "config.json")
+# Signs of a model checkpoint: a run never writes into one, not even with force.
+_CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "generation_config.json",
+                     "adapter_config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+_MODEL_CONFIG_KEYS = ("model_type", "architectures", "_name_or_path", "torch_dtype")
+
+
+def new_run_dir(model_id: str, root: Path = Path("runs"), now: datetime | None = None) -> Path:
+    """Create and return a fresh run directory ``root/<model>-<timestamp>`` (mode 0700). Two runs
+    started in the same second get ``-2``, ``-3`` ...: each name is claimed by an atomic mkdir."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_") or "model"
-    return Path("runs") / f"{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{safe}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{root}: cannot create the directory for run directories ({exc.strerror or exc}); "
+                       "give --out", setting="out") from None
+    for n in range(1, 1000):
+        path = root / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot create the run directory ({exc.strerror or exc})", setting="out") from None
+        path.chmod(0o700)  # mkdir's mode passes through the umask
+        return path
+    raise BadInput(f"{root / stem}: too many run directories of this name; give --out", setting="out")
+
+
+def _checkpoint_sign(path: Path) -> str | None:
+    """The file that makes ``path`` look like a model checkpoint, or None."""
+    for name in _CHECKPOINT_FILES:
+        if (path / name).is_file():
+            return name
+    weights = sorted(f.name for f in path.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
+    if weights:
+        return weights[0]
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and any(k in config for k in _MODEL_CONFIG_KEYS):
+        return "config.json, a model configuration"
+    return None
+
+
+def _is_run_dir(path: Path) -> bool:
+    """Written by this tool: its marker, or (runs from before the marker) config.json and a
+    report.json that names this tool."""
+    if (path / RUN_MARKER).is_file():
+        return True
+    try:
+        report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    tool = report.get("tool") if isinstance(report, dict) else None
+    return (path / "config.json").is_file() and isinstance(tool, dict) and \
+        tool.get("name") == ToolInfo.model_fields["name"].default
+
+
+def _check_out(path: Path, *, force: bool, resume: bool, setting: str, held: bool = False) -> None:
+    """BadInput unless a run may write into ``path``: absent but creatable, empty, or (with
+    ``force`` or ``resume``) a run directory not locked by another run (``held``: this run holds
+    the lock); never a model checkpoint. Reads, writes nothing."""
+    if not path.exists():
+        ancestor = next(a for a in path.absolute().parents if a.exists())
+        if not ancestor.is_dir():
+            raise BadInput(f"{path}: cannot be created: {ancestor} is a file", setting=setting)
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise BadInput(f"{path}: cannot be created: no permission to write in {ancestor}", setting=setting)
+        return
+    if not path.is_dir():
+        raise BadInput(f"{path}: exists and is not a directory", setting=setting)
+    try:
+        sign = _checkpoint_sign(path)
+        entries = [e for e in path.iterdir() if e.name != LOCK_FILE]
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the directory ({exc.strerror or exc})", setting=setting) from None
+    if sign is not None:
+        raise BadInput(f"{path}: looks like a model checkpoint ({sign}); a run never writes into one, not even "
+                       "with --force", setting=setting)
+    if not held:
+        _RunLock.check_free(path / LOCK_FILE, setting)
+    if resume or not entries:
+        return
+    if not _is_run_dir(path):
+        raise BadInput(f"{path}: not empty and not a run directory of lm-audit; give a new or empty directory "
+                       "(--force removes nothing here)", setting=setting)
+    if not force:
+        raise BadInput(f"{path}: holds an earlier run; --resume {path} continues it, --force starts over (removing "
+                       "its report, samples and cache)", setting=setting)
+
+
+def _make_dir(path: Path, setting: str) -> bool:
+    """Create ``path`` (0700) and its parents; False when it already was there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_dir():
+            return False
+        raise BadInput(f"{path}: cannot create the run directory (a file is in the way)", setting=setting) from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot create the run directory ({exc.strerror or exc})", setting=setting) from None
+    path.chmod(0o700)  # mkdir's mode passes through the umask
+    return True
+
+
+class _RunLock:
+    """An exclusive lock on RUN_DIR/.lock for the life of a run. The kernel drops it when the
+    process ends, however it ends, so a lock is never stale."""
+
+    def __init__(self, path: Path, setting: str) -> None:
+        self.path = path
+        self.created = not path.exists()  # made by this run (removed again if the run writes nothing)
+        self._fd: int | None = None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot create the run's lock file ({exc.strerror or exc})",
+                           setting=setting) from None
+        if fcntl is None:
+            self._fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BadInput(f"{path}: locked by another lm-audit run (pid {holder}) using this directory; wait for "
+                           "it to finish", setting=setting) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    @classmethod
+    def check_free(cls, path: Path, setting: str) -> None:
+        """BadInput naming ``path`` when another run holds it; creates nothing."""
+        if fcntl is None or not path.is_file():
+            return
+        cls(path, setting).release()
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+@contextmanager
+def _held(path: Path, *, force: bool = False, resume: bool = False, created: bool = False) -> Iterator[Path]:
+    """The run directory ``path``, checked, created if absent, and locked while the block runs.
+    If the block fails before the run wrote anything (``_begin``), a directory made here is removed."""
+    setting = "resume" if resume else "out"
+    if not created:
+        _check_out(path, force=force, resume=resume, setting=setting)
+        created = _make_dir(path, setting)
+    lock = _RunLock(path / LOCK_FILE, setting)
+    try:
+        if not created:  # again under the lock: another run may have written there since
+            _check_out(path, force=force, resume=resume, setting=setting, held=True)
+        yield path
+    except BaseException:
+        if not (path / RUN_MARKER).exists():  # the run wrote nothing: leave no trace of it
+            if lock.created:
+                lock.path.unlink(missing_ok=True)
+            if created:
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+        raise
+    finally:
+        lock.release()
+
+
+def _start_over(run_dir: Path) -> None:
+    """--force: remove the earlier run's report, settings, samples and cache, and nothing else."""
+    removed = [run_dir / name for name in _RUN_FILES if (run_dir / name).is_file()]
+    samples = run_dir / "samples"
+    if samples.is_dir():
+        removed += sorted(samples.glob("*.jsonl"))
+    removed += cache_files(run_dir / "cache.sqlite")
+    for f in removed:
+        f.unlink()
+    if samples.is_dir() and not any(samples.iterdir()):
+        samples.rmdir()
+    log.info("--force: removed %d file(s) of the earlier run in %s", len(removed), run_dir)
+
+
+def _begin(run_dir: Path, config: AuditConfig) -> None:
+    """Claim the directory for this run (force: clear the earlier run first) and record its settings."""
+    if config.force:
+        _start_over(run_dir)
+    if not (run_dir / RUN_MARKER).exists():
+        atomic_write_text(run_dir / RUN_MARKER, json.dumps({"tool": ToolInfo.model_fields["name"].default,
+                                                             "version": __version__, "created_at": _now()}) + "\n")
+    # resume reads it; how this run was started (resume, force) is not a setting of the run it records
+    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2, exclude={"resume", "force"}))
+
+
+def _canary_secrets(probes: list[type[Probe]], datasets: dict[str, Path]) -> list[str]:
+    """The secrets in the user's canary files (``canaries``, or the dataset of a probe that takes
+    canaries): never written anywhere, so every output that holds one is masked. A bad file is
+    refused here, before anything is written."""
+    return [c.secret for p in probes if p.takes_canaries and p.id in datasets
+            for c in read_canaries(datasets[p.id])]
 
 
 def _probe_report(probe: type[Probe], params: ProbeParams, status: Status) -> ProbeReport:
@@ -178,19 +411,19 @@ def _fill(report: ProbeReport, result: ProbeResult) -> ProbeReport:
     report.notes = result.notes
     report.dataset = result.dataset
     report.n_samples = len(result.samples)
-    if result.errors:
-        report.status = Status.error  # a probe that erred is never a pass
-    elif result.metrics and all(m.status is None for m in result.metrics):
-        report.status = Status.manual  # informational figures only: a person judges them
-    else:
-        report.status = worst(m.status for m in result.metrics if m.status) or Status.passed
+    # error when it erred (never a pass), manual when every metric is informational, else the most
+    # severe gated status — a gated metric that could not be evaluated never leaves its probe a pass
+    report.status = probe_status([m.status for m in result.metrics], errored=bool(result.errors))
     return report
 
 
-def _redact(result: ProbeResult, detector: PIIDetector, report: AuditReport) -> ProbeResult:
-    """The one redaction pass: every sample, example and error of a probe, before anything is written."""
+def _redact(result: ProbeResult, detector: PIIDetector | None, secrets: Sequence[str],
+            report: AuditReport) -> ProbeResult:
+    """The one redaction pass: every sample, example and error of a probe, before anything is
+    written. ``detector`` None (--show-pii) still masks the canary ``secrets``."""
     examples = [e.model_dump() for e in result.worst_examples]
-    (samples, examples, errors), counts = redact_tree(detector, [result.samples, examples, result.errors])
+    (samples, examples, errors), counts = redact_tree(detector, [result.samples, examples, result.errors],
+                                                      blocked=secrets)
     assert report.pii is not None
     for entity, n in counts.items():
         report.pii.redacted[entity] = report.pii.redacted.get(entity, 0) + n
@@ -204,6 +437,50 @@ def _write_samples(run_dir: Path, probe_id: str, result: ProbeResult) -> str:
     rel = f"samples/{probe_id}.jsonl"
     atomic_write_text(run_dir / rel, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in result.samples))
     return rel
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A run's checked inputs: everything decided before a scorer or the model is loaded."""
+
+    config: AuditConfig
+    taxonomy: Taxonomy
+    taxonomy_path: Path
+    probes: list[type[Probe]]
+    datasets: dict[str, Path]
+    params: dict[str, ProbeParams]
+    policy: Policy | None
+    secrets: list[str]  # the user's canary secrets: never written, masked in every output
+    started: float
+    started_at: str
+
+
+def _plan(config: AuditConfig) -> _Plan:
+    """Settings (a resume's recorded ones), taxonomy, probes, datasets, parameters, policy and
+    canary secrets, each checked: BadInput before anything is loaded or written."""
+    if config.resume is not None and config.force:
+        raise BadInput("cannot be combined with --resume: --force starts a run over, --resume continues it",
+                       setting="force")
+    if config.resume is not None:
+        config = resume_config(config.resume, explicit_settings(config))
+    enforce_offline(config.allow_download)
+    started, started_at = time.monotonic(), _now()
+    tax = _load_taxonomy(config)
+    probes = select_probes(config, tax)
+    if not probes:
+        given = next(((k, v) for k, v in (("probes", config.probes), ("risks", config.risks),
+                                          ("areas", config.areas)) if v), None)
+        if given is None:
+            raise BadInput("the taxonomy has no automated probe")
+        raise BadInput(f"{','.join(given[1])}: the selection contains no automated probe", setting=given[0])
+    datasets = _datasets(config, probes)
+    params = _probe_params(config, probes)
+    policy = None
+    if config.policy is not None:
+        policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
+    return _Plan(config=config, taxonomy=tax, taxonomy_path=config.taxonomy or DEFAULT_TAXONOMY, probes=probes,
+                 datasets=datasets, params=params, policy=policy, secrets=_canary_secrets(probes, datasets),
+                 started=started, started_at=started_at)
 
 
 def run_audit(
@@ -220,63 +497,63 @@ def run_audit(
     ``notify``: receives one-line status messages (the CLI prints them).
     ``config.resume``: continue the run in that directory with its recorded settings
     (``resume_config``; the settings the caller gave explicitly are its overrides).
+    ``config.out``: a new or empty directory, or an earlier run's with ``config.force`` (which
+    removes that run's report, samples and cache first); default ``runs/<model>-<timestamp>``.
+    The directory is locked for the run; its result cache is checkpointed and closed at the end,
+    however the run ends.
     Raises BadInput for unusable input before the model is loaded where possible.
     On KeyboardInterrupt the partial report is written, then the interrupt propagates.
     """
-    if config.resume is not None:
-        config = resume_config(config.resume, explicit_settings(config))
-    enforce_offline(config.allow_download)
     if model is not None:
         check_backend(model)  # a wrong object fails here, not inside every probe
-    started = time.monotonic()
-    started_at = _now()
-    tax = _load_taxonomy(config)
-    tax_path = config.taxonomy or DEFAULT_TAXONOMY
-    probes = select_probes(config, tax)
-    if not probes:
-        given = next(((k, v) for k, v in (("probes", config.probes), ("risks", config.risks),
-                                          ("areas", config.areas)) if v), None)
-        if given is None:
-            raise BadInput("the taxonomy has no automated probe")
-        raise BadInput(f"{','.join(given[1])}: the selection contains no automated probe", setting=given[0])
-    datasets = _datasets(config, probes)
-    params = _probe_params(config, probes)
-    policy = None
-    if config.policy is not None:
-        policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
+    plan = _plan(config)
+    config = plan.config
+    with ExitStack() as held:
+        # An --out that cannot take this run fails now, before the model loads; a default directory
+        # is named after the model, so it is made once the model is loaded.
+        run_dir = None if config.out is None else held.enter_context(
+            _held(config.out, force=config.force, resume=config.resume is not None))
+        say = notify or (lambda msg: log.info("%s", msg))
+        assert config.model is not None  # AuditConfig requires it unless resuming, and a resume has restored it
+        source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
+        scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
+                            device=pick_device(config.device), pii=config.pii)  # a classifier scorer shares the GPU
+        # Built and validated now, so that a bad scorer choice fails before the model loads.
+        scorers.prepare(list(dict.fromkeys(r for p in plan.probes for r in p.scorer_roles)))
+        if model is None:
+            assert source is not None
+            say(f"loading model {config.model}")
+            model = load_model(
+                source, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
+                dtype=config.dtype, device=config.device, chat_template=config.chat_template,
+                batch_size=config.batch_size, model_cache=config.model_cache,
+            )
+        minfo: ModelInfo = model.info()
+        if run_dir is None:
+            run_dir = held.enter_context(_held(new_run_dir(minfo.id), created=True))
+        _begin(run_dir, config)
+        cache = held.enter_context(ResultCache(run_dir / "cache.sqlite"))  # closed before the lock is released
+        return _run(plan, run_dir, model, cache, minfo, scorers, progress, say)
 
-    say = notify or (lambda msg: log.info("%s", msg))
-    assert config.model is not None  # AuditConfig requires it unless resuming, and a resume has restored it
-    source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
-    scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
-                        device=pick_device(config.device), pii=config.pii)  # a classifier scorer shares the GPU
-    # Built and validated now, so that a bad scorer choice fails before the model loads.
-    scorers.prepare(list(dict.fromkeys(r for p in probes for r in p.scorer_roles)))
-    # The PII detector redacts every report unless --show-pii; it is built once, before the model.
-    redactor = None if config.show_pii else scorers.pii()
-    pii_info = scorers.pii().info() if redactor is not None or any(p.uses_pii for p in probes) else None
-    if model is None:
-        assert source is not None
-        say(f"loading model {config.model}")
-        model = load_model(
-            source, allow_download=config.allow_download, trust_remote_code=config.trust_remote_code,
-            dtype=config.dtype, device=config.device, chat_template=config.chat_template,
-            batch_size=config.batch_size, model_cache=config.model_cache,
-        )
-    minfo: ModelInfo = model.info()
-    run_dir = config.out or default_run_dir(minfo.id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2, exclude={"resume"}))  # resume reads it
-    cache = ResultCache(run_dir / "cache.sqlite")
+
+def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: ModelInfo, scorers: ScorerSet,
+         progress: ProgressFactory | None, say: Callable[[str], None]) -> AuditReport:
+    """Every probe of the plan against the model, each result redacted before it is written;
+    the report is saved after each probe, and once more with the policy at the end."""
+    config, tax = plan.config, plan.taxonomy
     metered = MeteredModel(model, cache)
+    # The PII detector redacts every report unless --show-pii; canary secrets are masked regardless.
+    redactor = None if config.show_pii else scorers.pii()
+    pii_info = (scorers.pii().info() if redactor is not None or plan.secrets or any(p.uses_pii for p in plan.probes)
+                else None)
     caps = metered.capabilities()
-    run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=started_at, seed=config.seed, complete=False,
-                  resumed=config.resume is not None, smoke=config.limit is not None,
+    run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=plan.started_at, seed=config.seed,
+                  complete=False, resumed=config.resume is not None, smoke=config.limit is not None,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
     report = AuditReport(
         tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,
-        taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(tax_path),
-                              sha256=taxonomy_sha256(tax_path), source=tax.source),
+        taxonomy=TaxonomyInfo(name=tax.name, version=tax.version, path=str(plan.taxonomy_path),
+                              sha256=taxonomy_sha256(plan.taxonomy_path), source=tax.source),
         config=config.recorded(), show_pii=config.show_pii,
         pii=pii_info,
         summary=Summary(status=Status.not_evaluated, risks_by_status={}, probes_run=0, probes_errored=0),
@@ -290,21 +567,22 @@ def run_audit(
         report.areas, report.summary = roll_up(tax, report.probes)
         report.run.complete, report.run.interrupted = complete, interrupted
         report.run.finished_at = _now()
-        report.run.duration_s = round(time.monotonic() - started, 3)
+        report.run.duration_s = round(time.monotonic() - plan.started, 3)
         write_report(report, run_dir / "report.json")
         atomic_write_text(run_dir / "report.md", render_markdown(report))
 
     try:
-        for probe_cls in probes:
-            preport = _probe_report(probe_cls, params[probe_cls.id], Status.not_evaluated)
+        for probe_cls in plan.probes:
+            params = plan.params[probe_cls.id]
+            preport = _probe_report(probe_cls, params, Status.not_evaluated)
             if probe_cls.kind == "loglikelihood" and not caps.loglikelihood:
                 preport.notes.append("not evaluated: this model backend cannot score log-likelihoods")
                 report.probes.append(preport)
                 continue
             ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),
-                               params=params[probe_cls.id], seed=config.seed, limit=config.limit,
+                               params=params, seed=config.seed, limit=config.limit,
                                depth=config.depth, standard_items=probe_cls.standard_items,
-                               dataset=datasets.get(probe_cls.id),
+                               dataset=plan.datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
                                log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo)
             t0 = time.monotonic()
@@ -318,8 +596,8 @@ def run_audit(
             except Exception as exc:  # one broken probe must not lose the others' results
                 log.exception("probe %s failed", probe_cls.id)
                 result = ProbeResult(errors=[f"{type(exc).__name__}: {exc}"])
-            if redactor is not None:
-                result = _redact(result, redactor, report)
+            if redactor is not None or plan.secrets:
+                result = _redact(result, redactor, plan.secrets, report)
             preport = _fill(preport, result)
             preport.duration_s = round(time.monotonic() - t0, 3)
             preport.model_s = round(metered.seconds - m0, 3)
@@ -336,8 +614,8 @@ def run_audit(
         report.errors.append(str(exc))
         save(complete=False)
         raise
-    if policy is not None:
-        report.policy = evaluate(policy, report, path=str(config.policy))
+    if plan.policy is not None:
+        report.policy = evaluate(plan.policy, report, path=str(config.policy))
     save(complete=True)
     if config.junit is not None:
         atomic_write_text(config.junit, render_junit(report))

@@ -1,13 +1,15 @@
 """Reading prompt sets: the project's JSONL files and user-supplied public formats.
 
-Every error names the file and the line (or row) and is a DatasetError (exit code 2).
+Every file is read through ``taxonomy.read_user_text`` (and its JSON forms); every error names
+the file and the line (or row) and is a DatasetError (exit code 2).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import io
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -17,7 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from probes.errors import DatasetError
 from reports import DatasetInfo
-from taxonomy import validation_message
+from taxonomy import (
+    UserFileError,
+    kind_of,
+    read_user_json,
+    read_user_json_lines,
+    read_user_text,
+    validation_message,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -40,13 +49,9 @@ def dataset_info(path: Path, n_items: int, user: bool) -> DatasetInfo:
 def read_json(path: Path, model: type[T]) -> T:
     """One validated JSON document; errors name the file and the line or key."""
     try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
+        raw: Any = read_user_json(path, "dataset", expect=None)
+    except UserFileError as exc:
+        raise DatasetError(str(exc)) from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -54,12 +59,12 @@ def read_json(path: Path, model: type[T]) -> T:
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line of a JSONL file."""
-    for lineno, line in _lines(path):
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}: line {lineno}: malformed JSON: {exc.msg}") from None
+    """(line number, parsed value) for each non-blank line of a JSONL file. The whole file is
+    checked as text (UTF-8, size) before the first line is given."""
+    try:
+        yield from read_user_json_lines(path, "dataset")
+    except UserFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def read_jsonl(path: Path, model: type[T]) -> list[T]:
@@ -82,39 +87,58 @@ def read_jsonl(path: Path, model: type[T]) -> list[T]:
     return items
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield lineno, line
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text") from None
-
-
 def read_csv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]]]:
     """CSV rows as dicts with their line numbers; the header must hold ``required``."""
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise DatasetError(f"{path}: header lacks column(s) {', '.join(repr(m) for m in missing)}"
-                               f" (found {', '.join(header) or 'nothing'})")
-            rows = []
-            for row in reader:
-                if None in row:
-                    raise DatasetError(f"{path}: line {reader.line_num}: more fields than the header has")
-                rows.append((reader.line_num, {k: (v or "") for k, v in row.items()}))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text") from None
+        text = read_user_text(path, "dataset")
+    except UserFileError as exc:
+        raise DatasetError(str(exc)) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            found = ", ".join(header) or "nothing"
+            raise DatasetError(f"{path}: header lacks column(s) {', '.join(repr(m) for m in missing)} (found {found})")
+        rows = []
+        for row in reader:
+            if None in row:
+                raise DatasetError(f"{path}: line {reader.line_num}: more fields than the header has")
+            rows.append((reader.line_num, {k: (v or "") for k, v in row.items()}))
     except csv.Error as exc:
-        raise DatasetError(f"{path}: malformed CSV: {exc}") from None
+        raise DatasetError(f"{path}: line {reader.line_num}: malformed CSV: {exc}") from None
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
+
+
+def dataset_kind(path: Path, dataset_format: str | None) -> str:
+    """``csv``, ``jsonl`` or ``json``: the kind a probe's ``dataset_format`` names first
+    ("TruthfulQA CSV ...", "JSONL with ...", "JSON with ..."), else the file's suffix."""
+    for word in re.findall(r"[A-Za-z]+", dataset_format or ""):
+        if word in ("CSV", "JSONL", "JSON"):
+            return word.lower()
+    return path.suffix.lower().lstrip(".") if path.suffix.lower() in (".csv", ".json") else "jsonl"
+
+
+def check_dataset_file(path: Path, dataset_format: str | None = None) -> None:
+    """Read a user's dataset through once, before any model loads: the whole file as text
+    (UTF-8, size, no lone surrogates) and as its kind (every JSONL line, the JSON document, every
+    CSV row), and at least one record. DatasetError names the file and line. The probe's own
+    loader checks the fields of each record when it runs."""
+    kind = dataset_kind(path, dataset_format)
+    if kind == "csv":
+        read_csv_rows(path, [])
+    elif kind == "json":
+        try:
+            read_user_json(path, "dataset", expect=dict)
+        except UserFileError as exc:
+            raise DatasetError(str(exc)) from None
+    else:
+        records = 0
+        for lineno, value in read_json_lines(path):
+            if not isinstance(value, dict):  # every JSONL format here is one object per line
+                raise DatasetError(f"{path}: line {lineno}: expected a JSON object per line, got {kind_of(value)}")
+            records += 1
+        if not records:
+            raise DatasetError(f"{path}: no records")

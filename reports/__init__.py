@@ -5,6 +5,7 @@ from reports._diff import (
     FAMILY_ALPHA,
     IncomparableReports,
     MetricDiff,
+    ProbeDiff,
     ReportDiff,
     diff_reports,
     render_diff_markdown,
@@ -21,6 +22,7 @@ from reports._io import (
 from reports._junit import render_junit
 from reports._markdown import render_markdown
 from reports._paired import holm, mcnemar_exact, paired_bootstrap
+from reports._sanitize import sanitize_text
 from reports._schema import (
     SCHEMA_VERSION,
     AreaReport,
@@ -48,10 +50,12 @@ from reports._schema import (
     Threshold,
     ToolInfo,
 )
+from reports._status import STATUS_ORDER, status_severity
 
 __all__ = [
     "FAMILY_ALPHA",
     "SCHEMA_VERSION",
+    "STATUS_ORDER",
     "AreaReport",
     "AuditReport",
     "Breakdown",
@@ -68,6 +72,7 @@ __all__ = [
     "ModelInfo",
     "PIIReport",
     "PolicyReport",
+    "ProbeDiff",
     "ProbeReport",
     "ReportDiff",
     "ReportError",
@@ -92,5 +97,7 @@ __all__ = [
     "render_junit",
     "render_markdown",
     "report_json_schema",
+    "sanitize_text",
+    "status_severity",
     "write_report",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from reports._sanitize import sanitize_text
+
 # Every ASCII punctuation character that can start or close Markdown syntax.
 # CommonMark allows a backslash before any ASCII punctuation, so over-escaping is safe.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~=:\"'$^])")
@@ -15,7 +17,6 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~=:\"'$^])")
 # "scheme://" and "www.". Defanged the way security reports do it.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 _WWW = re.compile(r"\b(www)\.", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 NEWLINE_MARK = "\u21b5 "  # shown where the original text had a line break
 
@@ -24,16 +25,16 @@ def escape_markdown(text: str, max_chars: int | None = None) -> str:
     """Return ``text`` as one line of inert Markdown (safe inside a table cell).
 
     HTML-significant characters become entities, Markdown punctuation is
-    backslash-escaped, URLs are defanged (``http[:]//``, ``www[.]``), control
-    characters are dropped and line breaks shown as a visible mark.
+    backslash-escaped, URLs are defanged (``http[:]//``, ``www[.]``), escape
+    sequences, control characters and bidi formatting are dropped (``sanitize_text``)
+    and line breaks shown as a visible mark.
     """
+    text = sanitize_text(text)  # first, so a cut cannot leave half an escape sequence
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars] + " [...]"
-    text = _CONTROL.sub("", text)
     text = _SCHEME.sub(r"\1[:]//", text)
     text = _WWW.sub(r"\1[.]", text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = NEWLINE_MARK.join(part.strip() for part in text.split("\n"))
     return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from reports._schema import AuditReport
-from taxonomy import validation_location, validation_problem
+from taxonomy import (
+    UserFileError,
+    read_user_json,
+    read_user_json_lines,
+    validation_location,
+    validation_problem,
+)
 
 
 class ReportError(ValueError):
@@ -41,14 +46,12 @@ def write_report(report: AuditReport, path: Path | str) -> None:
 def load_report(path: Path | str) -> AuditReport:
     """Load and validate a report.json; raises ReportError with file and key path."""
     path = Path(path)
+    if path.is_dir() and (path / "report.json").is_file():
+        raise ReportError(f"{path}: is a run directory; give its report: {path / 'report.json'}")
     try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
+        raw: Any = read_user_json(path, "report", expect=None)
+    except UserFileError as exc:
+        raise ReportError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ReportError(f"{path}: not an lm-risk-audit report (top level is not an object)")
     try:
@@ -61,16 +64,18 @@ def load_samples(report: AuditReport, report_path: Path | str) -> dict[str, list
     """Each probe's per-sample records, read from its ``samples_file`` (relative to the report's
     directory): probe id -> records, or None when the file is absent or unreadable (a report
     copied without its run directory), so a comparison falls back to what report.json holds."""
-    base = Path(report_path).parent
+    base = Path(report_path).parent.resolve()
     out: dict[str, list[dict[str, Any]] | None] = {}
     for p in report.probes:
         out[p.id] = None
         if p.samples_file is None:
             continue
+        path = (base / p.samples_file).resolve()
+        if not path.is_relative_to(base):  # a report names files in its own run directory, nowhere else
+            continue
         try:
-            lines = (base / p.samples_file).read_text(encoding="utf-8").splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            records = [r for _, r in read_user_json_lines(path, "samples file")]
+        except UserFileError:
             continue  # no usable samples: the comparison says it used the report alone
         if all(isinstance(r, dict) for r in records):
             out[p.id] = records

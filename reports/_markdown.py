@@ -299,8 +299,10 @@ def render_markdown(report: AuditReport) -> str:
         "- Bars are each probe's documented defaults, not a release policy; a deployment should set its own.",
         "- Automated probes give evidence, not proof: a pass means the probe's items did not reveal the risk, "
         "not that the model is free of it. Risks marked *partial* or *manual* need the review below.",
-        f"- Model weights fingerprint: sha256 `{esc(m.fingerprint_sha256)}`; taxonomy file sha256 "
-        f"`{esc(report.taxonomy.sha256)}`.",
+        f"- Model weights fingerprint: sha256 `{esc(m.fingerprint_sha256)}`"
+        + (f" (read from a converted copy whose SHA256SUMS hashes to `{esc(m.converted_sha256)}`)"
+           if m.converted_sha256 else "")
+        + f"; taxonomy file sha256 `{esc(report.taxonomy.sha256)}`.",
         "- Model outputs are untrusted: they are escaped in this report (no HTML, links or images) and "
         "line breaks are shown as ↵.",
     ]
@@ -310,7 +312,9 @@ def render_markdown(report: AuditReport) -> str:
         line = (f"- PII and secrets: {esc(pii.detector)}, spaCy pipeline {esc(pii.nlp_model or 'none (patterns only)')}, "
                 f"score ≥ {pii.threshold:g}, types {esc(', '.join(pii.entities))}.")
         if report.show_pii:
-            line += " Not redacted (`--show-pii`)."
+            line += " Not redacted (`--show-pii`)"
+            canaries = pii.redacted.get("CANARY")
+            line += (f"; canary secrets are masked all the same (`<CANARY>`): {canaries}." if canaries else ".")
         else:
             spans = ", ".join(f"{esc(k)} {v}" for k, v in sorted(pii.redacted.items())) or "none found"
             line += (" Every prompt, output, example and error in this report and in samples/ was redacted "

@@ -269,8 +269,14 @@ class ModelInfo(_Model):
     chat_template: bool = False
     supports_loglikelihood: bool = True
     gguf_file: str | None = None
+    # sha256 of the converted copy a GGUF model was read from (its SHA256SUMS manifest: one
+    # "<sha256>  <file>" line per file, sorted); fingerprint_sha256 stays the GGUF file's.
+    converted_sha256: str | None = None
     batch_size: int | None = None
     notes: list[str] = Field(default_factory=list)
+    # Libraries that compute this model's results, with their versions (part of the result
+    # cache's scope, with the fingerprint, dtype and device type).
+    libraries: dict[str, str] = Field(default_factory=dict)
 
 
 class ToolInfo(_Model):

@@ -6,10 +6,10 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from taxonomy._messages import validation_location, validation_problem, yaml_message
+from taxonomy._files import UserFileError, read_user_yaml
+from taxonomy._messages import validation_location, validation_problem
 from taxonomy._schema import Taxonomy
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("weidinger.yaml")
@@ -34,15 +34,9 @@ def load_taxonomy(path: Path | str | None = None, known_probes: Iterable[str] | 
     """
     path = Path(path) if path is not None else DEFAULT_TAXONOMY
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaxonomyError(path, "", "file not found") from None
-    except OSError as exc:
-        raise TaxonomyError(path, "", f"cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TaxonomyError(path, "", yaml_message(exc)) from None
+        data = read_user_yaml(path, "taxonomy file", expect=None)
+    except UserFileError as exc:
+        raise TaxonomyError(path, exc.where, exc.problem) from None
     if not isinstance(data, dict):
         raise TaxonomyError(path, "", "expected a mapping with 'name', 'version' and 'areas' at the top")
     try:

@@ -112,7 +112,7 @@ def test_every_probe_runs_through_the_real_runner_on_a_contract_only_backend(tmp
     compliance = {m.name: m for m in report.probe("malicious_use.compliance").metrics}
     assert compliance["compliance_rate"].value == 0.0
     first = backend.computed
-    again = run_audit(config.model_copy(update={"out": tmp_path / "run"}), model=backend)
+    again = run_audit(AuditConfig(resume=tmp_path / "run"), model=backend)
     # Everything but the timing probe (which bypasses the cache) comes back from the run's cache.
     assert again.run.cache_hits > 0 and backend.computed - first <= 3 + 1
 

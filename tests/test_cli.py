@@ -117,11 +117,11 @@ def test_end_to_end_run_on_a_local_checkpoint(tiny_model, save_checkpoint, tmp_p
     assert any(p["scoring_s"] > 0 for p in report["probes"] if p["id"].startswith("toxicity."))
     md = lm_audit("report", "render", str(out / "report.json"))
     assert md.returncode == 0 and md.stdout.strip() == (out / "report.md").read_text().strip()
-    # a runtime failure (unwritable run directory) exits 3, one line
+    # a run directory that cannot be created (under a file) is bad input: exit 2 naming --out, one line
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = lm_audit("run", "--model", str(ckpt), "--limit", "2", "--out", str(blocker / "sub"), "--quiet")
-    assert_one_line_error(proc, 3, "runtime failure")
+    assert_one_line_error(proc, 2, "--out")
 
 
 def test_prepare_loads_a_model_once_and_reports_its_plan(tiny_model, save_checkpoint, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from audit.config import (
     resume_config,
 )
 from audit.errors import BadInput
+from audit.scorers import ROLES
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -108,10 +109,11 @@ def test_resume_refuses_a_change_to_what_is_measured(tmp_path: Path, overrides: 
 
 def test_resume_reads_scorers_with_their_role_defaults(tmp_path: Path) -> None:
     run_dir = record(tmp_path / "run")  # recorded with no scorer choices: every role at its default
-    same = resume_config(run_dir, {"scorers": {"toxicity": {"name": "profanity"}}})  # the default, named again
-    assert same.scorers["toxicity"].name == "profanity"
+    default = ROLES["toxicity"]
+    same = resume_config(run_dir, {"scorers": {"toxicity": {"name": default}}})  # the default, named again
+    assert same.scorers["toxicity"].name == default
     with pytest.raises(BadInput) as exc:
-        resume_config(run_dir, {"scorers": {"toxicity": {"name": "profanity", "threshold": 0.6}}})
+        resume_config(run_dir, {"scorers": {"toxicity": {"name": default, "threshold": 0.6}}})
     assert exc.value.setting == "scorers.toxicity.threshold" and str(exc.value).startswith("scorers.toxicity.threshold 0.6")
 
 

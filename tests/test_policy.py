@@ -68,7 +68,7 @@ def test_planted_fault_blocks_and_clean_control_passes(checkpoints: dict[str, Pa
         junit = tmp_path / f"{name}.xml"
         proc = lm_audit("run", "--model", str(ckpt), "--probes", "toxicity.continuation",
                         "--dataset", f"toxicity.continuation={data}",
-                        "--param", "toxicity.continuation:max_new_tokens=12", "--out", str(tmp_path / name),
+                        "--param", "toxicity.continuation:max_new_tokens=24", "--out", str(tmp_path / name),
                         "--policy", str(policy), "--junit", str(junit), "--quiet", "--pii-nlp-model", "none")
         failing = {case.name for suite in JUnitXml.fromfile(str(junit)) for case in suite
                    if any(isinstance(r, Failure) for r in case.result)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from audit.rollup import metric_status
-from audit.scorers import ScorerSet
+from audit.scorers import ROLES, ScorerSet
 from probes import DatasetError, ProbeContext
 from probes.toxicity import (
     ToxicityContinuation,
@@ -60,14 +60,16 @@ def test_planted_profanity_is_flagged_and_clean_control_passes(planted, backend_
     assert bad["toxic_fraction"].value >= 0.8, bad_result.samples[:2]
     assert good["toxic_fraction"].value <= 0.1
     assert bad["toxic_fraction"].status is Status.fail and good["toxic_fraction"].status is Status.passed
-    assert bad["expected_max_toxicity"].value > 0.8 > 0.2 > good["expected_max_toxicity"].value
+    assert bad["expected_max_toxicity"].value - good["expected_max_toxicity"].value > 0.3, (
+        bad["expected_max_toxicity"].value, good["expected_max_toxicity"].value)
     assert bad["toxicity_probability"].n == len(OPENINGS)
     assert bad["toxic_fraction"].ci is not None and bad["toxic_fraction"].ci.low > 0.5
     strata = {g.group for g in bad["toxic_fraction"].breakdowns[0].groups}
     assert strata == {"toxic prompt", "non-toxic prompt", "toxic prompt, challenging", "non-toxic prompt, challenging"}
     assert bad_result.worst_examples and "fuck" in bad_result.worst_examples[0].output
     (scorer,) = bad_result.scorers
-    assert scorer.name == "profanity" and scorer.validation is not None and scorer.validation.n >= 200
+    assert scorer.name == ROLES["toxicity"] and scorer.validation is not None and scorer.validation.n >= 300
+    assert "held-out" in scorer.validation.dataset
     assert bad_result.dataset is not None and bad_result.dataset.origin == "user"
 
 
@@ -141,11 +143,14 @@ def test_scorer_failure_makes_the_probe_an_error_not_a_zero(backend_factory, tmp
 
     monkeypatch.setattr(ProfanityScorer, "_score", broken)
     config = AuditConfig(model="tiny", probes=["toxicity.dialogue"], limit=2, out=tmp_path / "run",
+                         scorers={"toxicity": {"name": "profanity"}},
                          probe_params={"toxicity.dialogue": {"max_new_tokens": 2}})
     with pytest.raises(ScorerError, match="simulated"):
         run_audit(config, model=backend_factory())  # start-up validation already calls the scorer: exit 3
     # A scorer that passes validation but fails inside the probe: the probe is an error, with no metrics.
     monkeypatch.setattr("audit.scorers._factory.validate_on_project_set", lambda scorer, seed=0: None)
+    monkeypatch.setattr("audit.scorers._factory.validate_heldout", lambda scorer, seed=0: None)
+    monkeypatch.setattr("audit.scorers._factory.functional_tests", lambda scorer: ([], None))
     report = run_audit(config, model=backend_factory())
     (probe,) = report.probes
     assert probe.status is Status.error and "simulated" in probe.errors[0] and probe.metrics == []

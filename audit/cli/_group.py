@@ -7,6 +7,7 @@ import logging
 import click
 
 from audit._version import __version__
+from reports import sanitize_text
 
 EXIT_OK, EXIT_POLICY, EXIT_BAD_INPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -16,9 +17,16 @@ def echo_err(message: str) -> None:
 
 
 def one_line(text: str) -> str:
-    """The first non-blank line: every message the CLI prints is one line."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    """The first non-blank line, made safe for a terminal (``reports.sanitize_text``: no escape
+    sequences, control characters or bidi overrides): every message the CLI prints is one line."""
+    lines = [ln.strip() for ln in sanitize_text(text).strip().splitlines() if ln.strip()]
     return lines[0] if lines else ""
+
+
+def shown(text: object) -> str:
+    """Report-derived text (names, messages, model output) as the CLI prints it: sanitised
+    (``reports.sanitize_text``) and on one line."""
+    return sanitize_text(text, newlines=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from audit.cli._gate import print_gate
-from audit.cli._group import EXIT_POLICY, cli, one_line
+from audit.cli._group import EXIT_POLICY, cli, one_line, shown
 from audit.cli._options import (
     parse_datasets,
     parse_params,
@@ -61,7 +61,12 @@ class _Bar(Progress):
 @click.option("--depth", type=click.Choice(DEPTHS),
               help="Items per probe: quick (a third), standard (default), thorough (every project item; the power "
                    "each probe states in its limitations).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<timestamp>).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run directory (default runs/<model>-<timestamp>): new or empty; an earlier run's only with "
+                   "--force or --resume.")
+@click.option("--force", is_flag=True, default=None,
+              help="Start over in an --out that holds an earlier run: its report, samples and cache are removed "
+                   "(nothing else; never a directory that is not a run's or looks like a model checkpoint).")
 @click.option("--seed", type=int, help="Seed for sampling and bootstrap intervals (default 0).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
 @click.option("--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1 ...")
@@ -121,7 +126,7 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
 
     def notify(message: str) -> None:
         if not quiet:
-            click.echo(f"lm-audit: {message}", err=True)
+            click.echo(f"lm-audit: {shown(message)}", err=True)
 
     report = run_audit(config, progress=lambda pid: _Bar(pid, quiet), notify=notify)
     run_dir = Path(report.run.directory)
@@ -129,12 +134,12 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     smoke = f"  (smoke run: --limit {limit}; not evidence for a release)" if report.run.smoke else ""
     click.echo(f"overall: {report.summary.status.value}{smoke}  ({report.run.duration_s:.1f}s)")
     for area in report.areas:
-        click.echo(f"  {area.id:<4} {area.status.value:<14} {area.name}")
+        click.echo(f"  {shown(area.id):<4} {area.status.value:<14} {shown(area.name)}")
     for p in report.probes:
         if p.errors:
-            click.echo(f"  probe {p.id} errored: {one_line(p.errors[0])}", err=True)
-    click.echo(f"report: {run_dir / 'report.json'}")
-    click.echo(f"report: {run_dir / 'report.md'}")
+            click.echo(f"  probe {shown(p.id)} errored: {one_line(p.errors[0])}", err=True)
+    click.echo(f"report: {shown(run_dir / 'report.json')}")
+    click.echo(f"report: {shown(run_dir / 'report.md')}")
     if report.policy is not None:
         print_gate(report.policy)
         if report.policy.exit_code:

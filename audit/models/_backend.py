@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from audit.cache import BatchCache, ResultCache
+from audit.cache import BatchCache, ResultCache, cache_key
 from probes.model import (
     Capabilities,
     Generation,
@@ -37,7 +37,8 @@ class Backend(Protocol):
         ...
 
     def info(self) -> ModelInfo:
-        """The model's identity for the report; ``fingerprint_sha256`` scopes its cache entries."""
+        """The model's identity for the report; ``fingerprint_sha256``, ``dtype``, the device
+        type and ``libraries`` scope its cache entries (``cache_scope``)."""
         ...
 
     def generate(
@@ -76,6 +77,15 @@ def check_backend(obj: object) -> None:
                         "(see ARCHITECTURE.md, 'The two contracts')")
 
 
+def cache_scope(info: ModelInfo) -> str:
+    """What a model's cached results are scoped to: its weights (fingerprint), the dtype and
+    device type they ran in, and the libraries that computed them. A run resumed on another
+    machine (float32 on a CPU, bfloat16 on a GPU, another torch) recomputes rather than mix
+    both in one report; ``cuda:0`` and ``cuda:1`` share a scope."""
+    device_type = info.device.split(":", 1)[0]
+    return cache_key("model", info.fingerprint_sha256, info.dtype, device_type, sorted(info.libraries.items()))
+
+
 class _Clock:
     """Seconds spent inside the model, shared by a wrapper and its uncached view."""
 
@@ -93,7 +103,7 @@ class MeteredModel:
     def __init__(self, backend: Backend, cache: ResultCache | None = None, *, _clock: _Clock | None = None) -> None:
         self.backend = backend  # checked by the runner (check_backend) before the run starts
         self._store = cache
-        self._cache = BatchCache(cache, backend.info().fingerprint_sha256) if cache is not None else None
+        self._cache = BatchCache(cache, cache_scope(backend.info())) if cache is not None else None
         self._clock = _clock or _Clock()
 
     @property

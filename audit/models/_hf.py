@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
+import transformers
 
 from audit.cache import BatchCache
 from audit.errors import BadInput, RuntimeFailure
@@ -52,6 +53,7 @@ class HFBackend:
         max_batch_tokens: int = 16384,
         fingerprint: str | None = None,
         gguf_file: str | None = None,
+        converted_sha256: str | None = None,
         notes: Sequence[str] = (),
     ) -> None:
         if batch_size < 1:
@@ -68,6 +70,7 @@ class HFBackend:
         self.pad_id = self._pad_id()
         self._fingerprint = fingerprint or self._parameter_fingerprint()
         self._gguf_file = gguf_file
+        self._converted_sha256 = converted_sha256
         self._notes = list(notes)
         self._forward = ForwardPass(model)
 
@@ -98,8 +101,10 @@ class HFBackend:
             chat_template=self.use_chat_template,
             supports_loglikelihood=True,
             gguf_file=self._gguf_file,
+            converted_sha256=self._converted_sha256,
             batch_size=self.batch_size,
             notes=self._notes,
+            libraries=_libraries(),
         )
 
     def capabilities(self) -> Capabilities:
@@ -124,9 +129,10 @@ class HFBackend:
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None, *,
                       cache: BatchCache | None = None) -> list[LoglikResult]:
         """Scores every request; each computed batch goes to ``cache`` (and is read from it first)."""
+        once = _CountedOnce(progress) if progress else None
         return self._backing_off(lambda: loglikelihoods(
             requests, self.prompts, self._score_batch, batch_size=self.batch_size,
-            max_batch_tokens=self.max_batch_tokens, progress=progress, cache=cache))
+            max_batch_tokens=self.max_batch_tokens, progress=once, cache=cache), once)
 
     def _score_batch(self, batch: Batch) -> list[tuple[int, LoglikResult]]:
         # A method, not a bare call: tests count (and interrupt) the batches computed through it.
@@ -147,9 +153,10 @@ class HFBackend:
         results: list[Generation | None] = [None] * len(prompts)
         for group_params, idxs in group_by_params(len(prompts), params).items():
             group = [prompts[i] for i in idxs]
+            once = _CountedOnce(progress) if progress else None
             out = self._backing_off(lambda: generate_group(
                 self.model, self.prompts, group, group_params, batch_size=self.batch_size, pad_id=self.pad_id,
-                device=self.device, progress=progress, cache=cache))
+                device=self.device, progress=once, cache=cache), once)
             for i, g in zip(idxs, out):
                 results[i] = g
         return [g for g in results if g is not None]
@@ -159,14 +166,19 @@ class HFBackend:
         return eos_ids(self.model, self.tok)
 
     # ---- out-of-memory back-off -----------------------------------------------------------
-    def _backing_off(self, run: Callable[[], T]) -> T:
+    def _backing_off(self, run: Callable[[], T], progress: _CountedOnce | None = None) -> T:
         """Run ``run``; on out-of-memory halve the batch size (and token budget) and retry the
         call, down to one row, instead of crashing. ``run`` reads the sizes afresh on each
-        try. Greedy results do not depend on the batch."""
+        try, and reports to ``progress``, which counts each item once over the tries. Results
+        do not depend on the batch (sampled requests are seeded one by one)."""
         while True:
             try:
                 return run()
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _out_of_memory(exc):
+                    raise
+                if progress is not None:
+                    progress.restart()
                 if self.batch_size == 1:
                     raise RuntimeFailure(f"model {self.model_id} ran out of memory even at batch size 1 "
                                          "(try dtype bfloat16, --dtype bfloat16, or a smaller model)") from None
@@ -177,6 +189,36 @@ class HFBackend:
                 log.warning("out of memory: retrying with batch size %d", self.batch_size)
                 note = f"batch size reduced to {self.batch_size} after running out of memory"
                 self._notes = [n for n in self._notes if not n.startswith("batch size reduced")] + [note]
+
+
+class _CountedOnce:
+    """A progress callback for a call that an out-of-memory retry runs again from the start:
+    items the retry computes again are not reported again (the bar never passes its total)."""
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self._progress = progress
+        self._reported = 0
+        self._seen = 0
+
+    def restart(self) -> None:
+        self._seen = 0
+
+    def __call__(self, n: int) -> None:
+        self._seen += n
+        if self._seen > self._reported:
+            self._progress(self._seen - self._reported)
+            self._reported = self._seen
+
+
+def _libraries() -> dict[str, str]:
+    """The versions of the libraries that compute this backend's results."""
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's out-of-memory error, or a RuntimeError saying so (what some devices and
+    kernels raise instead: "CUDA out of memory", "MPS backend out of memory")."""
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 __all__ = ["HFBackend"]

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from audit.errors import BadInput
-from audit.models._converted import find_converted, save_converted
+from audit.models._converted import check_converted, converted_sha256, save_converted
 from audit.models._device import pick_device, pick_dtype
 from audit.models._hf import HFBackend
 from audit.models._memory import plan_batches
@@ -47,9 +47,15 @@ def load_hf_backend(
     notes: list[str] = []
     fingerprint = weights_fingerprint(source)
     location = source.location
-    converted = find_converted(fingerprint) if source.gguf_file and fingerprint and model_cache else None
+    converted, problem = (check_converted(fingerprint) if source.gguf_file and fingerprint and model_cache
+                          else (None, None))
+    converted_hash: str | None = None
+    if problem is not None:
+        notes.append(f"the converted copy in the model cache failed verification ({problem}); "
+                     "converted again from the GGUF file")
     try:
         if converted is not None:
+            converted_hash = converted_sha256(converted)
             local = {**kwargs, "local_files_only": True}
             tok = AutoTokenizer.from_pretrained(converted, **local)
             model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch_dtype, **local)
@@ -61,6 +67,7 @@ def load_hf_backend(
                 # Dequantise once at float32, cache that, then cast: the cache never holds rounded weights.
                 model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **gguf)
                 saved = save_converted(model, tok, fingerprint, source.gguf_file)
+                converted_hash = converted_sha256(saved) if saved is not None else None
                 model = model.to(torch_dtype)
             else:
                 model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **gguf)
@@ -93,6 +100,7 @@ def load_hf_backend(
         max_batch_tokens=plan.max_batch_tokens,
         fingerprint=fingerprint,
         gguf_file=source.gguf_file,
+        converted_sha256=converted_hash,
         notes=notes,
     )
     if chat_template and not backend.use_chat_template:

@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit.errors import BadInput
 from audit.scorers import claims as _claims  # noqa: F401  (importing registers the built-in scorers)
+from audit.scorers import embedding_head as _embedding_head  # noqa: F401
 from audit.scorers import hf_classifier as _hf_classifier  # noqa: F401
 from audit.scorers import profanity as _profanity  # noqa: F401
 from audit.scorers import refusal as _refusal  # noqa: F401
 from audit.scorers import regard_lexicon as _regard_lexicon  # noqa: F401
 from audit.scorers._base import ANY_ROLE, Scorer
 from audit.scorers._registry import ROLES, all_scorers, get_scorer
-from audit.scorers._validation import functional_tests, validate_heldout, validate_on_project_set
+from audit.scorers._validation import (
+    functional_tests,
+    validate_heldout,
+    validate_on_project_set,
+)
 from audit.scorers.pii import PIIDetector
 
 log = logging.getLogger(__name__)
@@ -105,8 +110,9 @@ class ScorerSet:
                 # set falls back to its development figures (the report names the set either way).
                 scorer.validation = v = validate_heldout(scorer, seed=self._seed) or scorer.development
                 scorer.functional, scorer.identity_false_positive_rate = functional_tests(scorer)
-                log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
-                         v.recall.value)
+                if v is not None:
+                    log.info("scorer %s on %s: precision %s recall %s", scorer.name, v.dataset, v.precision.value,
+                             v.recall.value)
             self._built[role] = scorer
         return self._built[role]
 

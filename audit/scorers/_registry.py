@@ -9,7 +9,7 @@ from audit.scorers._base import ANY_ROLE, Scorer
 
 # The roles a probe asks scorers for (what a scorer measures), each with the scorer a run uses
 # unless told otherwise. The one place a role or a default is declared.
-ROLES: dict[str, str] = {"toxicity": "profanity", "regard": "regard-lexicon", "refusal": "refusal-patterns",
+ROLES: dict[str, str] = {"toxicity": "minilm-toxicity", "regard": "regard-lexicon", "refusal": "refusal-patterns",
                          "claims": "claims-patterns", "identity": "identity-patterns"}
 
 _SCORER_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

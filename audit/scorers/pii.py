@@ -6,7 +6,8 @@ without one, presidio's pattern recognizers still run and ``undetectable`` lists
 entity types that cannot be found. Secret-shaped strings (API keys, tokens, private
 keys, connection strings, passwords in assignments) are added as pattern recognizers.
 Nothing is fetched: tldextract (used by presidio's e-mail recognizer) is pinned to its
-bundled public-suffix snapshot.
+bundled public-suffix snapshot. The run's canary secrets need not look like anything presidio
+knows: ``redact_tree`` masks them as exact strings (``blocked``), with or without the detector.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import re
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -175,9 +177,25 @@ class PIIDetector:
         return [self.redact_one(t, f) for t, f in zip(texts, self.analyze(texts))]
 
 
-def redact_tree(detector: PIIDetector, trees: Sequence[Any]) -> tuple[list[Any], dict[str, int]]:
+CANARY_MASK = "<CANARY>"
+
+
+def _block_pattern(blocked: Sequence[str]) -> re.Pattern[str] | None:
+    """One pattern for the exact strings to mask, longest first (a secret that contains another
+    is masked whole); blank strings are ignored."""
+    strings = sorted({b.strip() for b in blocked if b.strip()}, key=lambda b: (-len(b), b))
+    return re.compile("|".join(re.escape(b) for b in strings)) if strings else None
+
+
+def redact_tree(detector: PIIDetector | None, trees: Sequence[Any], *,
+                blocked: Sequence[str] = ()) -> tuple[list[Any], dict[str, int]]:
     """Copies of nested dicts/lists with every string value redacted (keys are kept), and the
-    number of spans redacted by entity type. Each distinct string is analysed once."""
+    number of spans redacted by entity type. Each distinct string is analysed once.
+
+    ``blocked``: exact strings that are never written (the run's canary secrets, which need not
+    look like PII): each occurrence becomes ``<CANARY>`` (counted as ``CANARY``) before the
+    detector runs, so a detector span can never leave part of one behind. ``detector`` None
+    (``--show-pii``): only the blocked strings are masked."""
     strings: dict[str, str] = {}
 
     def collect(x: Any) -> None:
@@ -192,13 +210,21 @@ def redact_tree(detector: PIIDetector, trees: Sequence[Any]) -> tuple[list[Any],
 
     for t in trees:
         collect(t)
-    texts = [s for s in strings if s.strip()]
     counts: dict[str, int] = {}
-    for text, findings in zip(texts, detector.analyze(texts)):
-        if findings:
-            strings[text] = detector.redact_one(text, findings)
-            for f in findings:
-                counts[f.entity_type] = counts.get(f.entity_type, 0) + 1
+    pattern = _block_pattern(blocked)
+    if pattern is not None:
+        for text in strings:
+            masked, n = pattern.subn(CANARY_MASK, text)
+            if n:
+                strings[text] = masked
+                counts["CANARY"] = counts.get("CANARY", 0) + n
+    if detector is not None:
+        texts = [s for s in strings if strings[s].strip()]
+        for text, findings in zip(texts, detector.analyze([strings[t] for t in texts])):
+            if findings:
+                strings[text] = detector.redact_one(strings[text], findings)
+                for f in findings:
+                    counts[f.entity_type] = counts.get(f.entity_type, 0) + 1
 
     def rebuild(x: Any) -> Any:
         if isinstance(x, str):
