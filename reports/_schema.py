@@ -11,7 +11,7 @@ SCHEMA_VERSION = "1.0"
 
 
 class Status(str, Enum):
-    """Outcome of a metric, probe, risk or area. Rules, severity order and roll-up: ``audit.rollup``.
+    """Outcome of a metric, probe, risk or area. Severity order: ``reports.STATUS_ORDER``; rules and roll-up: ``audit.rollup``.
 
     ``inconclusive``: the interval straddles the fail bar, so the data cannot rule out a failing
     model. ``incomplete``: an area or the whole audit in which something selected was not
