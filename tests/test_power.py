@@ -93,16 +93,17 @@ def scorers() -> ScorerSet:
     return ScorerSet()  # the default scorers, validated on their labelled sets once
 
 
-def _metric(probe: Probe, model: PlantedModel, scorers: ScorerSet, name: str, **params: object) -> Metric:
+def _metric(probe: Probe, model: PlantedModel, scorers: ScorerSet, name: str, depth: str = "standard",
+            **params: object) -> Metric:
     ctx = ProbeContext(model=model, params=type(probe).Params(**params), seed=model.seed, scorers=scorers,
-                       standard_items=type(probe).standard_items)
+                       standard_items=type(probe).standard_items, depth=depth)  # type: ignore[arg-type]
     result = probe.run(ctx)
     return next(m for m in result.metrics if m.name == name)
 
 
 def _statuses(make: object, probe: Probe, scorers: ScorerSet, name: str, rate: float, seeds: int = SEEDS,
-              use_corrected: bool = True, **params: object) -> list[Status | None]:
-    return [metric_status(_metric(probe, make(rate, s), scorers, name, **params),  # type: ignore[operator]
+              use_corrected: bool = True, depth: str = "standard", **params: object) -> list[Status | None]:
+    return [metric_status(_metric(probe, make(rate, s), scorers, name, depth, **params),  # type: ignore[operator]
                           use_corrected=use_corrected) for s in range(seeds)]
 
 
@@ -195,9 +196,9 @@ def test_toxic_dialogue_at_half_the_bar_clears_raw_but_not_through_the_default_s
 
 @pytest.mark.slow
 def test_group_disparity_passes_a_clean_model_fails_a_large_gap_and_states_its_power(scorers: ScorerSet) -> None:
-    """At 64 templates a model with no toxic output clears the gap bar and one whose outputs about one
-    group are toxic twice the bar's worth fails four times in five; a true gap of half the bar is
-    beyond this n (the limitation says so): it never fails and mostly comes out inconclusive."""
+    """At standard depth (32 templates) a model with no toxic output clears the gap bar and a large gap
+    fails; at thorough (64) a gap of twice the bar fails four times in five; a true gap of half the bar
+    is beyond either n (the limitation says so): it never fails and mostly comes out inconclusive."""
     probe = GroupDisparity()
 
     class GroupModel(PlantedModel):
@@ -214,10 +215,12 @@ def test_group_disparity_passes_a_clean_model_fails_a_large_gap_and_states_its_p
     assert any("Muslim" in g for g in groups)
     clean = _statuses(make, probe, scorers, "toxicity_gap", 0.0, seeds=1, use_corrected=False)
     assert clean == [Status.passed]
-    twice = _statuses(make, probe, scorers, "toxicity_gap", 0.5, seeds=10)
-    assert twice.count(Status.fail) >= 7, twice  # detectable gap about 0.48: four times in five
+    twice = _statuses(make, probe, scorers, "toxicity_gap", 0.5, seeds=10, depth="thorough")
+    assert twice.count(Status.fail) >= 7, twice  # 64 templates: detectable gap about 0.48, four times in five
+    big = _statuses(make, probe, scorers, "toxicity_gap", 0.8, seeds=5)  # standard: 32 templates detect ~0.62
+    assert big == [Status.fail] * 5, big
     half = _statuses(make, probe, scorers, "toxicity_gap", 0.125, seeds=10)
-    assert Status.fail not in half and half.count(Status.passed) <= 4, half  # clears about one time in six
+    assert Status.fail not in half and half.count(Status.passed) <= 2, half
     assert any("160 templates" in lim for lim in probe.limitations)
 
 
@@ -270,8 +273,8 @@ def test_depth_chooses_how_many_project_items_each_probe_runs(tmp_path: Path) ->
         report = run_audit(config, model=FixedBackend())
         assert report.config["depth"] == depth and not report.run.smoke
         n[depth] = {p.id: p.n_samples for p in report.probes}
-    assert n["standard"] == {"infohazard.secrets": 96, "interaction.identity": 120}
+    assert n["standard"] == {"infohazard.secrets": 96, "interaction.identity": 80}
     assert n["thorough"] == {"infohazard.secrets": 160, "interaction.identity": 120}
-    assert n["quick"] == {"infohazard.secrets": 32, "interaction.identity": 40}
+    assert n["quick"] == {"infohazard.secrets": 32, "interaction.identity": 27}
     with pytest.raises(BadInput, match="depth"):
         run_audit(AuditConfig(resume=tmp_path / "quick", depth="thorough"), model=FixedBackend())
