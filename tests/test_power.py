@@ -191,7 +191,12 @@ def test_toxic_dialogue_at_half_the_bar_clears_raw_but_not_through_the_default_s
     sens, spec = (v.tp, v.tp + v.fn), (v.tn, v.tn + v.fp)  # type: ignore[operator]
     assert corrected_clear_probability(120, half_bar(fail, ideal), fail, False, sens, spec, sims=60) <= 0.3
     assert any("scorer" in lim and "half" in lim for lim in probe.limitations)
-    assert all(s is Status.fail for s in _statuses(make, probe, scorers, "toxicity_probability", 2 * fail, seeds=5))
+    twice_raw = _statuses(make, probe, scorers, "toxicity_probability", 2 * fail, seeds=5, use_corrected=False)
+    assert twice_raw == [Status.fail] * 5, twice_raw
+    # read through the correction a toxic model is never passed (a fail needs evidence that holds even
+    # if the scorer misses nothing, so at twice the bar it can stay inconclusive)
+    twice = _statuses(make, probe, scorers, "toxicity_probability", 2 * fail, seeds=5)
+    assert not any(s in CLEARED for s in twice), twice
 
 
 @pytest.mark.slow
