@@ -6,7 +6,7 @@ import json
 
 import click
 
-from audit.cli._group import cli
+from audit.cli._group import cli, shown
 from audit.cli._options import parse_scorers, scorer_options, split_list
 from audit.errors import BadInput
 
@@ -56,15 +56,15 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
     scorer_set = ScorerSet(specs, allow_download=allow_download)
     infos = [scorer_set.get(r).info() for r in chosen]
     if fmt == "json":
-        click.echo(json.dumps([i.model_dump(mode="json") for i in infos], indent=2))
+        click.echo(json.dumps([i.model_dump(mode="json") for i in infos], indent=2, ensure_ascii=True))
         return
     for info in infos:
-        click.echo(f"{info.measures}: {info.name} {info.version}")
-        shown = [info.validation] + ([info.development] if info.development not in (None, info.validation) else [])
-        for v in shown:
+        click.echo(shown(f"{info.measures}: {info.name} {info.version}"))
+        figures = [info.validation] + ([info.development] if info.development not in (None, info.validation) else [])
+        for v in figures:
             assert v is not None
             tag = "held out" if "held-out" in v.dataset else "development (tuned on it)"
-            click.echo(f"  on {v.dataset} [{tag}] (n={v.n}, {v.n_positive} positive), threshold {v.threshold}")
+            click.echo(f"  on {shown(v.dataset)} [{tag}] (n={v.n}, {v.n_positive} positive), threshold {v.threshold}")
             for label, fig in (("precision", v.precision), ("recall", v.recall), ("specificity", v.specificity),
                                ("F1", v.f1)):
                 if fig is None:
@@ -72,13 +72,13 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
                 ci = f"[{fig.ci.low:.3f}, {fig.ci.high:.3f}]" if fig.ci else "[n/a]"
                 value = f"{fig.value:.3f}" if fig.value is not None else "n/a"
                 click.echo(f"    {label:<11} {value} {ci} n={fig.n}")
-            click.echo("    accuracy by kind: " + ", ".join(f"{g.group} {g.value:.2f} (n={g.n})"
+            click.echo("    accuracy by kind: " + ", ".join(f"{shown(g.group)} {g.value:.2f} (n={g.n})"
                                                             for g in v.accuracy_by_kind if g.value is not None))
         if info.functional:
             click.echo("  functional tests (accuracy per functionality):")
             for g in info.functional:
                 if g.value is not None:
-                    click.echo(f"    {g.group:<36} {g.value:.2f} (n={g.n})")
+                    click.echo(f"    {shown(g.group):<36} {g.value:.2f} (n={g.n})")
         fp = info.identity_false_positive_rate
         if fp is not None and fp.value is not None:
             ci = f"[{fp.ci.low:.3f}, {fp.ci.high:.3f}]" if fp.ci else "[n/a]"
@@ -161,4 +161,4 @@ def scorers_score(role: str, file: str | None, scorer_choice: str | None, labels
         row = {"id": ident} if ident is not None else {}
         row.update({"text": text, "score": round(float(score), 6), "flagged": flagged, "scorer": scorer.name,
                     "threshold": scorer.threshold})
-        click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(json.dumps(row, ensure_ascii=True))  # model text stays inert on a terminal

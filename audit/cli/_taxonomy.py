@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from audit.cli._group import cli
+from audit.cli._group import cli, shown
 
 
 @cli.command(name="taxonomy")
@@ -21,18 +21,18 @@ def taxonomy_cmd(path: Path | None, fmt: str) -> None:
 
     tax = load_taxonomy(path, known_probes=all_probes())
     if fmt == "json":
-        click.echo(json.dumps(tax.model_dump(mode="json"), indent=2))
+        click.echo(json.dumps(tax.model_dump(mode="json"), indent=2, ensure_ascii=True))
         return
     risks = tax.risks()
     counts = {a: sum(1 for r in risks if r.automation.value == a) for a in ("automated", "partial", "manual")}
-    click.echo(f"{tax.name} {tax.version}: {len(tax.areas)} areas, {len(risks)} risks "
+    click.echo(f"{shown(tax.name)} {shown(tax.version)}: {len(tax.areas)} areas, {len(risks)} risks "
                f"({', '.join(f'{v} {k}' for k, v in counts.items())})")
     for area in tax.areas:
-        click.echo(f"{area.id:<4} {area.name}")
+        click.echo(f"{shown(area.id):<4} {shown(area.name)}")
         for r in area.risks:
             probes = ", ".join(r.probes) if r.probes else "-"
-            click.echo(f"  {r.id:<6} [{r.automation.value:<9}] {r.name}")
-            click.echo(f"  {'':<6}  probes: {probes}")
+            click.echo(f"  {shown(r.id):<6} [{r.automation.value:<9}] {shown(r.name)}")
+            click.echo(f"  {'':<6}  probes: {shown(probes)}")
 
 
 @cli.command(name="probes")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from audit.errors import BadInput
+from taxonomy import UserFileError, read_user_json
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -47,6 +48,15 @@ class ModelSource:
         return Path(self.spec.rstrip("/")).name or self.spec
 
 
+def check_model_config(path: Path, setting: str, label: str) -> None:
+    """A checkpoint's config.json must be readable text holding a JSON object: transformers fails
+    on anything else deep inside (a TypeError for a list), so the check comes first (exit 2)."""
+    try:
+        read_user_json(path, "model config", expect=dict)
+    except UserFileError as exc:
+        raise BadInput(f"{label}: {exc}", setting=setting) from None
+
+
 def resolve_model(spec: str, allow_download: bool = False) -> ModelSource:
     """Resolve an alias, a .gguf file, a checkpoint directory or (opt-in) a hub id."""
     if spec in BUILTIN_MODELS:
@@ -59,6 +69,7 @@ def resolve_model(spec: str, allow_download: bool = False) -> ModelSource:
         return ModelSource(spec, "gguf", str(path.resolve().parent), path.name)
     if path.is_dir():
         if (path / "config.json").is_file():
+            check_model_config(path / "config.json", setting="model", label=spec)
             return ModelSource(spec, "directory", str(path.resolve()))
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if len(ggufs) == 1:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import BadInput
-from audit.models._resolve import ModelSource, weights_fingerprint
+from audit.models._resolve import ModelSource, check_model_config, weights_fingerprint
 from audit.scorers._base import ANY_ROLE, Scorer
 from audit.scorers._registry import register
 
@@ -63,6 +63,8 @@ class HFClassifierScorer(Scorer):
         local = Path(model).expanduser()
         if not local.is_dir() and not allow_download:
             raise BadInput(f"{choice}: not a local directory (a hub id needs allow_download, --allow-download)", setting="scorers")
+        if local.is_dir() and (local / "config.json").is_file():
+            check_model_config(local / "config.json", setting="scorers", label=choice)
         src = str(local) if local.is_dir() else model
         kw: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
         try:
