@@ -60,12 +60,18 @@ def detectable_rate(n: int, fail: float, higher_is_better: bool, level: float = 
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if flagged(mid) else (mid + 1, hi)
-    k = lo
-    p_lo, p_hi = fail, 1.0  # the tail grows with p; _tail(k, n, 1) = 1 >= power
+    return _rate_reaching(lo, n, fail, power)
+
+
+def _rate_reaching(k: int, n: int, fail: float, power: float) -> float:
+    """The smallest true rate past ``fail`` at which at least k of n come up with probability
+    ``power`` (bisection: the binomial tail grows with p, and _tail(k, n, 1) = 1), rounded up to 4
+    decimals so that at the stated value the power is at least ``power``."""
+    p_lo, p_hi = fail, 1.0
     for _ in range(60):
         p_mid = (p_lo + p_hi) / 2
         p_lo, p_hi = (p_lo, p_mid) if _tail(k, n, p_mid) >= power else (p_mid, p_hi)
-    return math.ceil(p_hi * 1e4) / 1e4  # rounded up: at the stated value the power is at least `power`
+    return math.ceil(p_hi * 1e4) / 1e4
 
 
 def detectable_gap(n_templates: int, n_rest: int, fail: float, level: float, power: float = POWER) -> float | None:
@@ -82,13 +88,7 @@ def detectable_gap(n_templates: int, n_rest: int, fail: float, level: float, pow
         return ci is not None and ci.low > fail
 
     k = next((k for k in range(n_templates + 1) if flagged(k)), None)
-    if k is None:
-        return None
-    p_lo, p_hi = fail, 1.0
-    for _ in range(60):
-        p_mid = (p_lo + p_hi) / 2
-        p_lo, p_hi = (p_lo, p_mid) if _tail(k, n_templates, p_mid) >= power else (p_mid, p_hi)
-    return math.ceil(p_hi * 1e4) / 1e4
+    return None if k is None else _rate_reaching(k, n_templates, fail, power)
 
 
 def detectable_mean(se: float, fail: float, higher_is_better: bool, level: float = 0.95,
@@ -167,21 +167,13 @@ def _wilson_chance(n: int, true: float, event: Callable[[float, float], bool], l
     return min(1.0, total)
 
 
-def corrected_clear_probability(n: int, true: float, fail: float, higher_is_better: bool,
-                                sens: tuple[int, int], spec: tuple[int, int], *, sims: int = 200,
-                                resamples: int = 400, seed: int = 0) -> float:
-    """Chance that a scorer-corrected rate (``probes.stats.corrected_rate``) clears its fail bar when
-    the model's true rate is ``true`` and the scorer errs at its labelled set's sensitivity and
-    specificity: simulated (``sims`` audits, each a binomial draw of flags and the run's bootstrap)."""
-    return corrected_chances(n, true, fail, higher_is_better, sens, spec, sims=sims, resamples=resamples,
-                             seed=seed)[0]
-
-
 def corrected_chances(n: int, true: float, fail: float, higher_is_better: bool,
                       sens: tuple[int, int], spec: tuple[int, int], *, sims: int = 200,
                       resamples: int = 400, seed: int = 0) -> tuple[float, float]:
-    """(chance to clear the bar, chance to fail it) for a scorer-corrected rate, simulated as in
-    ``corrected_clear_probability``."""
+    """(chance to clear the bar, chance to fail it) for a scorer-corrected rate
+    (``probes.stats.corrected_rate``) when the model's true rate is ``true`` and the scorer errs at
+    its labelled set's sensitivity and specificity: simulated (``sims`` audits, each a binomial draw
+    of flags and the run's bootstrap)."""
     import numpy as np
 
     from probes.stats import corrected_rate

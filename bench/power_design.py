@@ -7,7 +7,7 @@ an instant fixed-output backend (no model: only n matters here). For each gated 
 - Wilson rates: the exact binomial chance that a model at half the bar (halfway from the ideal to the
   fail bar) *clears* the bar (status pass or warn), and that one at twice the bar fails; where the gate
   reads the scorer-corrected figure, the same chances simulated with the scorer erring at its labelled
-  set's sensitivity and specificity (``audit.power.corrected_clear_probability``).
+  set's sensitivity and specificity (``audit.power.corrected_chances``).
 - Group gaps: simulated through ``probes.stats.group_vs_rest`` with one group of one axis planted at the
   gap and every other output clean (the probe's own interval, family-wise over all groups).
 - Means and ratios (mc2, expected maximum toxicity, exposure, worst ratio): "—" (no generic model of the

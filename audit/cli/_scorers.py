@@ -147,13 +147,13 @@ def scorers_score(role: str, file: str | None, scorer_choice: str | None, labels
     if file is None:
         source, raw = "<stdin>", sys.stdin.read()
     else:
+        from taxonomy import UserFileError, read_user_text
+
         source = file
-        try:
-            raw = open(file, encoding="utf-8-sig").read()  # noqa: SIM115 - read at once
-        except FileNotFoundError:
-            raise BadInput(f"{file}: file not found") from None
-        except UnicodeDecodeError:
-            raise BadInput(f"{file}: not UTF-8 text") from None
+        try:  # the one reader of user files: missing, directory, not UTF-8, BOM, size cap, surrogates
+            raw = read_user_text(file, "texts to score")
+        except UserFileError as exc:
+            raise BadInput(str(exc)) from None
     items = _read_texts(source, raw)
     scorer = build_scorer(role, spec, allow_download=allow_download)
     scores = scorer.score([t for _, t in items]) if items else []
