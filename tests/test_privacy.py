@@ -203,7 +203,7 @@ def test_attribute_inference_planted_guessing_vs_declining(tiny_tokenizer, backe
                            params=AttributeInference.Params(max_new_tokens=12), limit=8)
         result = AttributeInference().run(ctx)
         rates[name] = result.metrics[0].value
-        assert result.scorers[0].name == "refusal-patterns" and result.scorers[0].validation is not None
+        assert result.scorers[0].name == "minilm-refusal" and result.scorers[0].validation is not None
     assert rates["guesser"] >= 0.9 and rates["decliner"] <= 0.1
 
 

@@ -242,7 +242,7 @@ def test_cli_validates_default_and_user_classifier(classifier_dir: Path) -> None
     proc = lm_audit("scorers", "validate", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     infos = {i["measures"]: i for i in json.loads(proc.stdout)}
-    assert set(infos) == {"toxicity", "regard", "refusal", "claims", "identity"}
+    assert set(infos) == {"toxicity", "regard", "refusal", "claims", "identity", "non_answer"}
     v = infos["toxicity"]["validation"]
     assert v["n"] >= 200 and 0 < v["precision"]["value"] <= 1 and v["recall"]["ci"]["method"] == "wilson"
     proc = lm_audit("scorers", "validate", "--role", "toxicity", "--scorer",

@@ -18,7 +18,7 @@ def test_scores_plain_lines_from_stdin_one_json_line_each() -> None:
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["flagged"] for r in rows] == [True, False]  # the blank line is skipped
-    assert all(r["scorer"] == "refusal-patterns" and 0.0 <= r["score"] <= 1.0 for r in rows)
+    assert all(r["scorer"] == "minilm-refusal" and 0.0 <= r["score"] <= 1.0 for r in rows)
 
 
 def test_scores_jsonl_with_ids_and_a_chosen_threshold(tmp_path: Path) -> None:

@@ -85,12 +85,13 @@ def scorers_validate(scorer_choices: tuple[str, ...], scorer_labels: tuple[str, 
             click.echo(f"  identity-term false-positive rate {fp.value:.3f} {ci} n={fp.n}")
 
 
-def _read_texts(source: str, raw: str) -> list[tuple[str | None, str]]:
-    """(id, text) pairs: JSONL objects with a ``text`` (and optional ``id``) when every non-blank
-    line is a JSON object, else one text per non-blank line. Bad JSONL names the line."""
+def _read_texts(source: str, raw: str) -> list[tuple[str | None, str, str | None]]:
+    """(id, text, prompt) triples: JSONL objects with a ``text`` (and optional ``id`` and ``prompt``, the
+    request a reply answers) when every non-blank line is a JSON object, else one text per non-blank
+    line. Bad JSONL names the line."""
     lines = [(i, line) for i, line in enumerate(raw.splitlines(), start=1) if line.strip()]
     if lines and all(line.lstrip().startswith("{") for _, line in lines):
-        out: list[tuple[str | None, str]] = []
+        out: list[tuple[str | None, str, str | None]] = []
         for i, line in lines:
             try:
                 obj = json.loads(line)
@@ -99,10 +100,12 @@ def _read_texts(source: str, raw: str) -> list[tuple[str | None, str]]:
             text = obj.get("text") if isinstance(obj, dict) else None
             if not isinstance(text, str):
                 raise BadInput(f"{source}: line {i}: a JSONL line needs a string field 'text'")
-            ident = obj.get("id")
-            out.append((None if ident is None else str(ident), text))
+            ident, prompt = obj.get("id"), obj.get("prompt")
+            if prompt is not None and not isinstance(prompt, str):
+                raise BadInput(f"{source}: line {i}: 'prompt' must be a string")
+            out.append((None if ident is None else str(ident), text, prompt))
         return out
-    return [(None, line) for _, line in lines]
+    return [(None, line, None) for _, line in lines]
 
 
 @scorers.command(name="score")
@@ -117,8 +120,9 @@ def scorers_score(role: str, file: str | None, scorer_choice: str | None, labels
                   threshold: float | None, allow_download: bool) -> None:
     """Score your own texts with a role's scorer: one JSON line per text (score, flagged).
 
-    FILE holds one text per line, or JSONL with a 'text' field (and optional 'id'); without FILE
-    the texts come from standard input. Try a scorer on your own examples before a gate trusts it.
+    FILE holds one text per line, or JSONL with a 'text' field (and optional 'id', and 'prompt': the
+    request a reply answers, read by the non_answer scorers); without FILE the texts come from
+    standard input. Try a scorer on your own examples before a gate trusts it.
     """
     import sys
 
@@ -156,8 +160,9 @@ def scorers_score(role: str, file: str | None, scorer_choice: str | None, labels
             raise BadInput(str(exc)) from None
     items = _read_texts(source, raw)
     scorer = build_scorer(role, spec, allow_download=allow_download)
-    scores = scorer.score([t for _, t in items]) if items else []
-    for (ident, text), score, flagged in zip(items, scores, scorer.flags(scores)):
+    prompts = [p or "" for _, _, p in items] if any(p for _, _, p in items) else None
+    scores = scorer.score([t for _, t, _ in items], prompts) if items else []
+    for (ident, text, _), score, flagged in zip(items, scores, scorer.flags(scores)):
         row = {"id": ident} if ident is not None else {}
         row.update({"text": text, "score": round(float(score), 6), "flagged": flagged, "scorer": scorer.name,
                     "threshold": scorer.threshold})

@@ -28,6 +28,7 @@ class Scorer(ABC):
     name: ClassVar[str]
     measures: ClassVar[str]
     takes_model: ClassVar[bool] = False
+    reads_prompt: ClassVar[bool] = False  # judges a reply against the request it answers (non-answers)
     seconds: float = 0.0  # wall time spent scoring, validation included (the runner reports it)
 
     def __init__(self, threshold: float = 0.5) -> None:
@@ -60,14 +61,22 @@ class Scorer(ABC):
     def _score(self, texts: list[str]) -> list[float]:
         """Raw scores, one per text."""
 
-    def score(self, texts: Sequence[str]) -> list[float]:
-        """One score in [0, 1] per text; raises ScorerError rather than guess."""
+    def _score_replies(self, texts: list[str], prompts: list[str]) -> list[float]:
+        """Raw scores of replies to ``prompts``; a scorer that ``reads_prompt`` overrides this."""
+        return self._score(texts)
+
+    def score(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[float]:
+        """One score in [0, 1] per text; raises ScorerError rather than guess. ``prompts`` (one per
+        text) are the requests the texts reply to, read only by a scorer that ``reads_prompt``."""
         texts = list(texts)
         if not texts:
             return []
+        if prompts is not None and len(prompts) != len(texts):
+            raise ValueError(f"{len(prompts)} prompts for {len(texts)} texts")
         t0 = time.perf_counter()
         try:
-            scores = [float(s) for s in self._score(texts)]
+            scores = [float(s) for s in (self._score(texts) if prompts is None
+                                         else self._score_replies(texts, list(prompts)))]
         except ScorerError:
             raise
         except Exception as exc:  # any library failure becomes a scorer error with the scorer's name

@@ -10,6 +10,7 @@ from audit.errors import BadInput
 from audit.scorers import claims as _claims  # noqa: F401  (importing registers the built-in scorers)
 from audit.scorers import embedding_head as _embedding_head  # noqa: F401
 from audit.scorers import hf_classifier as _hf_classifier  # noqa: F401
+from audit.scorers import nonanswer as _nonanswer  # noqa: F401
 from audit.scorers import profanity as _profanity  # noqa: F401
 from audit.scorers import refusal as _refusal  # noqa: F401
 from audit.scorers import regard_lexicon as _regard_lexicon  # noqa: F401

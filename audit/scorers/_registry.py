@@ -9,8 +9,9 @@ from audit.scorers._base import ANY_ROLE, Scorer
 
 # The roles a probe asks scorers for (what a scorer measures), each with the scorer a run uses
 # unless told otherwise. The one place a role or a default is declared.
-ROLES: dict[str, str] = {"toxicity": "minilm-toxicity", "regard": "regard-lexicon", "refusal": "refusal-patterns",
-                         "claims": "claims-patterns", "identity": "identity-patterns"}
+# The defaults were chosen by F1 on the held-out sets (bench/bench_scorers_heldout.py, BENCHMARKS.md).
+ROLES: dict[str, str] = {"toxicity": "minilm-toxicity", "regard": "minilm-regard", "refusal": "minilm-refusal",
+                         "claims": "minilm-claims", "identity": "minilm-identity", "non_answer": "minilm-nonanswer"}
 
 _SCORER_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _REGISTRY: dict[str, type[Scorer]] = {}

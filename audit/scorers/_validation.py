@@ -27,6 +27,8 @@ class LabelledText(BaseModel):
     kind: str = Field(min_length=1, description="why the item is there: explicit, implicit, quoted, negation ...")
     # refusal sets: refusal / attempt / non_answer (the three-way judgement); None elsewhere
     judgement: str | None = None
+    prompt: str | None = None  # refusal sets: the request the text replies to (the three-way judgement reads it)
+    source: str | None = None  # the style it was written in: forum, chat, assistant, small_model ...
 
 
 # Held-out sets live in data/heldout/ (ROLE.jsonl, and toxicity_functional.jsonl), were written
@@ -36,11 +38,32 @@ HELDOUT_DIR = "heldout"
 IDENTITY_KINDS = ("identity_neutral", "identity_positive", "reclaimed_use")
 
 
+# A role whose labelled sets are another role's, relabelled: non-answers are judged on the refusal
+# sets' three-way judgement (label: the judgement is non_answer; rows without a judgement are left out).
+DERIVED: dict[str, tuple[str, str]] = {"non_answer": ("refusal", "non_answer")}
+# The development set of a derived role (the refusal development set has no three-way judgement).
+_DERIVED_DEVELOPMENT = {"non_answer": "train/refusal_v1.jsonl"}
+
+
 def validation_set_path(measures: str) -> Path:
-    """The project's labelled set for a property: one per role, ``audit/scorers/data/ROLE_validation.jsonl``."""
+    """The project's development set for a property: ``audit/scorers/data/ROLE_validation.jsonl`` (a derived
+    role's is another role's set, relabelled when loaded with ``load_role_set``)."""
     if measures not in ROLES:
         raise BadInput(f"no validation set for scorers of {measures!r} (known: {', '.join(ROLES)})")
+    if measures in _DERIVED_DEVELOPMENT:
+        return scorer_data(_DERIVED_DEVELOPMENT[measures])
     return scorer_data(f"{measures}_validation.jsonl")
+
+
+def load_role_set(path: Path, measures: str) -> list[LabelledText]:
+    """A labelled set as ``measures`` reads it: relabelled from the three-way judgement for a derived role."""
+    items = read_jsonl(path, LabelledText)
+    if measures in DERIVED:
+        _, positive = DERIVED[measures]
+        items = [i.model_copy(update={"label": i.judgement == positive}) for i in items if i.judgement]
+    if all(i.label for i in items) or not any(i.label for i in items):
+        raise BadInput(f"{path}: a validation set needs both positive and negative items")
+    return items
 
 
 def scorer_data(name: str) -> Path:
@@ -59,7 +82,8 @@ def load_labelled(path: Path) -> list[LabelledText]:
 def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256: str, seed: int = 0) -> ScorerValidation:
     """Score every item once and compare with its label at the scorer's threshold."""
     truth = [i.label for i in items]
-    predicted = scorer.flags(scorer.score([i.text for i in items]))
+    prompts = [i.prompt or "" for i in items] if any(i.prompt for i in items) else None
+    predicted = scorer.flags(scorer.score([i.text for i in items], prompts))
     tp = sum(1 for t, p in zip(truth, predicted) if t and p)
     tn = sum(1 for t, p in zip(truth, predicted) if not t and not p)
     n_pred, n_pos = sum(predicted), sum(truth)
@@ -78,14 +102,15 @@ def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256
 def validate_on_project_set(scorer: Scorer, seed: int = 0) -> ScorerValidation:
     """Validate on the project's development set (the one the pattern scorers were tuned on)."""
     path = validation_set_path(scorer.measures)
-    items = load_labelled(path)
+    items = load_role_set(path, scorer.measures)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return validate(scorer, items, f"lm-risk-audit {path.stem}", sha, seed=seed)
+    relabelled = f" ({scorer.measures} labels)" if scorer.measures in DERIVED else ""
+    return validate(scorer, items, f"lm-risk-audit {path.stem}{relabelled}", sha, seed=seed)
 
 
 def heldout_set_path(measures: str) -> Path | None:
-    """The role's held-out labelled set, or None when the project has none for it."""
-    path = scorer_data(f"{HELDOUT_DIR}/{measures}.jsonl")
+    """The role's held-out labelled set (a derived role's: the other role's), or None when there is none."""
+    path = scorer_data(f"{HELDOUT_DIR}/{DERIVED.get(measures, (measures,))[0]}.jsonl")
     return path if path.is_file() else None
 
 
@@ -94,9 +119,10 @@ def validate_heldout(scorer: Scorer, seed: int = 0) -> ScorerValidation | None:
     path = heldout_set_path(scorer.measures)
     if path is None:
         return None
-    items = load_labelled(path)
+    items = load_role_set(path, scorer.measures)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return validate(scorer, items, f"lm-risk-audit held-out {path.stem}", sha, seed=seed)
+    relabelled = f" ({scorer.measures} labels)" if scorer.measures in DERIVED else ""
+    return validate(scorer, items, f"lm-risk-audit held-out {path.stem}{relabelled}", sha, seed=seed)
 
 
 def functional_tests(scorer: Scorer) -> tuple[list[GroupValue], Figure | None]:

