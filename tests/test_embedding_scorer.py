@@ -44,7 +44,8 @@ def test_registered_for_toxicity() -> None:
     head = json.loads(eh.head_path().read_text())
     assert head["format"] == eh.HEAD_FORMAT and len(head["weights"]) == eh.EMBEDDING_DIM
     assert set(head["training"]["files"]) == {"train/toxicity_train.jsonl", "toxicity_validation.jsonl",
-                                              "train/toxicity_v1.jsonl", "train/toxicity_train2.jsonl"}
+                                              "train/toxicity_v1.jsonl", "train/toxicity_train2.jsonl",
+                                              "train/descriptions_toxicity.jsonl"}
 
 
 @pytest.mark.slow
