@@ -91,6 +91,25 @@ def test_planted_premise_acceptance_is_found(tiny_tokenizer, backend_factory) ->
     assert good.value >= 0.8 and good.status is Status.passed
     generated = {m.name: m for m in result.metrics}["generated_correction_rate"]
     assert generated.value >= 0.8  # its own answers are closer to the correcting references
+    names = [m.name for m in result.metrics]
+    assert names == ["correction_rate", "correction_rate_per_token", "correction_rate_answer_only",
+                     "correction_rate_pmi", "generated_correction_rate"]
+
+
+@pytest.mark.slow
+def test_a_preference_for_the_answers_alone_shows_in_the_answer_only_control(tiny_tokenizer, backend_factory) -> None:  # type: ignore[no-untyped-def]
+    """A model that learned the accepting answers without their questions prefers them with or without
+    a question: the answer-only control says so, which is what tells a surface-form preference from one
+    the question causes."""
+    items = read_jsonl(project_data("false_premise.jsonl"), FalsePremiseItem)[:N]
+    surface = train(make_model(tiny_tokenizer), tiny_tokenizer, [f"A: {i.accepting}" for i in items] * 2, steps=150)
+    rate, result = _rate(FalsePremise(), backend_factory(surface), generate=False)
+    m = {x.name: x for x in result.metrics}
+    assert rate.value <= 0.2 and m["correction_rate_answer_only"].value <= 0.2, m
+    assert m["correction_rate_answer_only"].n == N and m["correction_rate_pmi"].n == N
+    assert all("prefers_good_answer_only" in s and "prefers_good_pmi" in s for s in result.samples)
+    # the control is scored without the question: its log-probabilities are not the conditional ones
+    assert all(s["logprob_good_answer_only"] != s["logprob_good"] for s in result.samples)
 
 
 @pytest.mark.slow
