@@ -33,6 +33,7 @@ import numpy as np
 from audit.scorers import LabelledText, scorer_data
 from audit.scorers._validation import IDENTITY_KINDS, load_role_set
 from audit.scorers.embedding_head import (
+    ENCODER_FILES,
     ENCODER_MODEL,
     ENCODER_PACKAGE,
     ENCODER_WEIGHTS,
@@ -295,7 +296,8 @@ def train_role(role: str, enc: MiniLMEncoder, *, folds: int, repeats: int, seed:
         "scorer": f"minilm-{role.replace('_', '')}",
         "encoder": {"model": ENCODER_MODEL, "package": f"{ENCODER_PACKAGE}=={metadata.version(ENCODER_PACKAGE)}",
                     "file": ENCODER_WEIGHTS, "sha256": file_sha256(weights), "pooling": "mean over attention mask",
-                    "normalize": "l2", "max_tokens": MAX_TOKENS},
+                    "normalize": "l2", "max_tokens": MAX_TOKENS,
+                    "files": {name: file_sha256(weights.parent / name) for name in ENCODER_FILES}},
         "features": [{"scorer": name, "scale": scale} for name, scale in FEATURES[role]],
         "training": {"files": shas, "n": len(items), "n_positive": int(y.sum()), **head.pop("cv")},
         "threshold": head["threshold"],

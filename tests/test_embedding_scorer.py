@@ -177,3 +177,19 @@ def test_non_answer_head_reads_the_request() -> None:
                "Dear customer, your account is locked. Confirm your password at the link below to restore access."]
     assert scorer.flags(scorer.score(replies, [request, request])) == [True, False]
     assert eh.PROMPT_COSINE in scorer.version
+
+
+@needs_encoder
+def test_refuses_an_encoder_whose_tokenizer_changed(tmp_path: Path) -> None:
+    """Same weights, another tokenizer: the embeddings would differ, so the head refuses it."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(eh.encoder_dir(), model)
+    assert set(json.loads(eh.head_path("claims").read_text())["encoder"]["files"]) == set(eh.ENCODER_FILES)
+    vocab = model / "vocab.txt"
+    vocab.write_text(vocab.read_text().replace("\nthe\n", "\nteh\n", 1))
+    with pytest.raises(ScorerError) as exc:
+        eh.MiniLMClaimsScorer(encoder=model)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{vocab}: sha256 ") and "retrain the head" in msg

