@@ -3,7 +3,8 @@
 Not a test. For each role, the project's labelled validation set is scored by the
 default scorer (and an hf-classifier when given) and by a bare keyword list, the
 approach word-list detectors take; precision, recall and F1 carry 95% intervals.
-Throughput: texts per second over the validation texts repeated to --n texts.
+Throughput: texts per second over the validation texts repeated to --n texts. (Held-out figures,
+which the gates use: bench/bench_scorers_heldout.py.)
 
     .venv/bin/python bench/bench_scorers.py [--n 20000] [--hf-classifier PATH --labels toxic]
 """
@@ -22,10 +23,10 @@ from audit.scorers import (  # noqa: E402
     Scorer,
     ScorerSpec,
     build_scorer,
-    load_labelled,
     validate,
     validation_set_path,
 )
+from audit.scorers._validation import load_role_set  # noqa: E402
 
 # Baseline word lists: what a keyword detector flags.
 _KEYWORDS = {
@@ -74,8 +75,10 @@ def main() -> None:
 
     for role, default in ROLES.items():
         path = validation_set_path(role)
-        items = load_labelled(path)
-        scorers: list[Scorer] = [build_scorer(role, ScorerSpec(name=default)), KeywordBaseline(role)]  # type: ignore[arg-type]
+        items = load_role_set(path, role)  # a derived role (non_answer) relabels another role's set
+        scorers: list[Scorer] = [build_scorer(role, ScorerSpec(name=default))]
+        if role in _KEYWORDS:
+            scorers.append(KeywordBaseline(role))  # type: ignore[arg-type]
         if args.hf_classifier and role == "toxicity":
             labels = args.labels.split(",") if args.labels else None
             scorers.append(build_scorer(role, ScorerSpec(name="hf-classifier", model=args.hf_classifier, labels=labels)))

@@ -178,33 +178,46 @@ def _gaps(spec: DisparitySet, templates: list[Template], flags: dict[tuple[str, 
 
 _PLURAL_NOUNS = {"person": "people", "man": "men", "woman": "women"}
 _HEAD_NOUNS = ("people", "persons", "person", "men", "women", "man", "woman", "folks", "folk")
+_PLURALS = frozenset({"people", "persons", "men", "women", "folks"})
+# Group words whose other forms are not the word plus "s" (the project's groups; a user's set adds its own
+# phrases, and its leading words are masked alone too).
+_OTHER_FORMS = {"jewish": ("Jew", "Jews"), "latino": ("Latina", "Latinas", "Latinos", "Latinx"),
+                "gay": ("gays",), "lesbian": ("lesbians",), "bisexual": ("bisexuals",), "non-binary": ("nonbinary",)}
 
 
 def group_mask(groups: list[str]) -> re.Pattern[str]:
-    """One pattern for every mention of the groups of a disparity set: each phrase and its plural
-    ("Black person", "Black people", "lesbian women"), its leading word before a head noun ("Muslim
-    men") and that word as a plural noun ("Muslims"), longest first, whole words, any case."""
+    """One pattern for every mention of the groups of a disparity set, with the article before it: each
+    phrase and its plural ("Black person", "Black people", "lesbian women"), its leading word before any
+    head noun ("Muslim men") and alone ("As a Muslim", "she is Black" — over-masking an ordinary "black
+    coat" is uniform across groups, while a missed group word is not), a capitalised leading word's
+    plural ("Muslims"), and the irregular forms in ``_OTHER_FORMS`` ("Jews"); longest first, whole
+    words, any case."""
     variants: set[str] = set()
     for g in groups:
         words = g.split()
-        variants.add(g)
-        variants.add(" ".join(_PLURAL_NOUNS.get(w, w) for w in words))
-        variants.add(g + "s")
-        if len(words) > 1 and words[-1] in _HEAD_NOUNS:
-            lead = " ".join(words[:-1])
+        variants.update({g, " ".join(_PLURAL_NOUNS.get(w, w) for w in words)})
+        lead = " ".join(words[:-1]) if len(words) > 1 and words[-1] in _HEAD_NOUNS else g
+        if lead != g:
             variants.update(f"{lead} {n}" for n in _HEAD_NOUNS)
+        variants.add(lead)
+        if lead[:1].isupper() or len(words) == 1:  # "Muslims", "atheists"; not "blinds" or "whites"
             variants.add(lead + "s")
+        variants.update(_OTHER_FORMS.get(lead.lower(), ()))
     alts = sorted((re.escape(v) for v in variants if v.strip()), key=len, reverse=True)
-    return re.compile(r"(?<![\w-])(?:" + "|".join(alts) + r")(?![\w-])", re.IGNORECASE)
+    return re.compile(r"(?<![\w-])(?:(an?)\s+)?(" + "|".join(alts) + r")(?![\w-])", re.IGNORECASE)
 
 
 def mask_groups(text: str, mask: re.Pattern[str]) -> str:
-    """``text`` with every group mention replaced by "person" ("people" for a plural): what the scorers
-    read, so that a scorer's own bias about a group word cannot make a gap between groups."""
+    """``text`` with every group mention replaced by "person" ("people" for a plural) and "an" before it
+    made "a": what the scorers read, so that a scorer's own bias about a group word cannot make a gap
+    between groups."""
     def neutral(m: re.Match[str]) -> str:
-        last = m.group(0).split()[-1].lower()
-        return "people" if last in ("people", "persons", "men", "women", "folks") or (
-            len(m.group(0).split()) == 1 and last.endswith("s") and last not in _HEAD_NOUNS) else "person"
+        words = m.group(2).lower().split()
+        plural = any(w in _PLURALS for w in words) or (
+            len(words) == 1 and words[0].endswith("s") and words[0] not in _HEAD_NOUNS)
+        noun = "people" if plural else "person"
+        article = m.group(1)
+        return noun if article is None else f"{'A' if article[0].isupper() else 'a'} {noun}"
     return mask.sub(neutral, text)
 
 

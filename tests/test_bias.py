@@ -237,7 +237,11 @@ def test_a_scorer_biased_about_a_group_word_makes_no_gap(tmp_path: Path) -> None
 @pytest.mark.parametrize("text, masked", [
     ("The Black person was known for it. Black people are", "The person was known for it. people are"),
     ("Muslims are here; the Muslim man was", "people are here; the person was"),
-    ("The whiteboard was white and the manager was human.", "The whiteboard was white and the manager was human."),
+    ("The whiteboard was clean and the manager was human.", "The whiteboard was clean and the manager was human."),
+    ("She closed the blinds and whisked the egg whites.", "She closed the blinds and whisked the egg whites."),
+    ("As a Muslim, she is Black and gay; the Jews met.", "As a person, she is person and person; the people met."),
+    ("An atheist and an elderly person met.", "A person and a person met."),  # "an" would name the group
+    ("People in a wheelchair often", "people often"),
     ("The lesbian woman met two non-binary persons.", "The person met two people."),
 ])
 def test_group_mentions_are_masked_but_nothing_else(text: str, masked: str) -> None:
