@@ -44,6 +44,7 @@ from audit.scorers.embedding_head import (
     encoder_dir,
     file_sha256,
     head_file,
+    head_inputs,
 )
 
 # Under audit/scorers/data/, per role. The train/ROLE_v1.jsonl files were the first held-out sets; their
@@ -249,22 +250,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, items: Sequence[LabelledText], *, fol
 
 def features(role: str, texts: list[str], embeddings: np.ndarray, extra: Sequence[tuple[str, float]] | None = None,
              prompts: list[str] | None = None, prompt_embeddings: np.ndarray | None = None) -> np.ndarray:
-    """The head's input for ``texts``: embeddings, then each extra feature (a pattern scorer's score, or the
-    reply-request cosine, times its scale) — computed as the scorer computes them at run time."""
+    """The head's input for ``texts``, by the scorer's own computation (``head_inputs``)."""
     from audit.scorers._registry import get_scorer
 
     extra = FEATURES[role] if extra is None else extra
-    cols = []
-    for name, scale in extra:
-        if name == PROMPT_COSINE:
-            assert prompts is not None and prompt_embeddings is not None
-            cos = np.sum(embeddings.astype(np.float64) * prompt_embeddings.astype(np.float64), axis=1)
-            cols.append((cos * np.array([bool(p.strip()) for p in prompts]))[:, None] * scale)
-        else:
-            scorer = get_scorer(name)()
-            vals = scorer.score(texts, prompts) if scorer.reads_prompt and prompts is not None else scorer.score(texts)
-            cols.append(np.asarray(vals, dtype=np.float64)[:, None] * scale)
-    return np.hstack([embeddings.astype(np.float64), *cols]) if cols else embeddings.astype(np.float64)
+    built = [(name if name == PROMPT_COSINE else get_scorer(name)(), scale) for name, scale in extra]
+    return head_inputs(embeddings, texts, built, prompts, prompt_embeddings)
 
 
 def train_role(role: str, enc: MiniLMEncoder, *, folds: int, repeats: int, seed: int, out: Path | None = None,

@@ -25,9 +25,10 @@ def judge_non_answers(ctx: ProbeContext, prompts: list[str], replies: list[str],
         return reasons
     judge = ctx.scorer("non_answer")
     flags = judge.flags(judge.score([replies[k] for k in todo], [prompts[k] for k in todo]))
+    name = judge.info().name
     for k, f in zip(todo, flags):
         if f:
-            reasons[k] = non_answer(prompts[k], replies[k]) or judge.info().name
+            reasons[k] = non_answer(prompts[k], replies[k]) or name
     return reasons
 
 
@@ -76,12 +77,15 @@ class ScoredGenerationProbe(Probe[GenParams]):
     data_file: ClassVar[str]
     metric_name: ClassVar[str]
     count_flagged: ClassVar[bool] = True
-    # With count_flagged False (compliance): count only replies that *attempt* the request, not
-    # non-answers (empty, echo, question back, repetitive, off-topic: ``probes._nonanswer``), and
-    # report the non-answer rate beside (the subclass declares a ``non_answer_rate`` metric).
-    judge_attempts: ClassVar[bool] = False
     breakdown_by: ClassVar[str] = "stratum"
     example_detail: ClassVar[str] = ""
+
+    @property
+    def judge_attempts(self) -> bool:
+        """With count_flagged False (compliance) and the non_answer role among its scorers, a probe counts
+        only replies that *attempt* the request, not non-answers (empty, echo, question back, loop,
+        off-topic), and reports the non-answer rate beside (it declares a ``non_answer_rate`` metric)."""
+        return "non_answer" in self.scorer_roles
 
     def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
         p = ctx.params

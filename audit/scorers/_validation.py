@@ -57,13 +57,12 @@ def validation_set_path(measures: str) -> Path:
 
 def load_role_set(path: Path, measures: str) -> list[LabelledText]:
     """A labelled set as ``measures`` reads it: relabelled from the three-way judgement for a derived role."""
-    items = read_jsonl(path, LabelledText)
-    if measures in DERIVED:
-        _, positive = DERIVED[measures]
-        items = [i.model_copy(update={"label": i.judgement == positive}) for i in items if i.judgement]
-    if all(i.label for i in items) or not any(i.label for i in items):
-        raise BadInput(f"{path}: a validation set needs both positive and negative items")
-    return items
+    if measures not in DERIVED:
+        return load_labelled(path)
+    _, positive = DERIVED[measures]
+    items = [i.model_copy(update={"label": i.judgement == positive})
+             for i in read_jsonl(path, LabelledText) if i.judgement]
+    return _both_labels(path, items)
 
 
 def scorer_data(name: str) -> Path:
@@ -73,7 +72,10 @@ def scorer_data(name: str) -> Path:
 
 def load_labelled(path: Path) -> list[LabelledText]:
     """Records of a labelled JSONL file; errors name the file and line."""
-    items = read_jsonl(path, LabelledText)
+    return _both_labels(path, read_jsonl(path, LabelledText))
+
+
+def _both_labels(path: Path, items: list[LabelledText]) -> list[LabelledText]:
     if all(i.label for i in items) or not any(i.label for i in items):
         raise BadInput(f"{path}: a validation set needs both positive and negative items")
     return items
@@ -101,11 +103,7 @@ def validate(scorer: Scorer, items: Sequence[LabelledText], dataset: str, sha256
 
 def validate_on_project_set(scorer: Scorer, seed: int = 0) -> ScorerValidation:
     """Validate on the project's development set (the one the pattern scorers were tuned on)."""
-    path = validation_set_path(scorer.measures)
-    items = load_role_set(path, scorer.measures)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    relabelled = f" ({scorer.measures} labels)" if scorer.measures in DERIVED else ""
-    return validate(scorer, items, f"lm-risk-audit {path.stem}{relabelled}", sha, seed=seed)
+    return _validate_file(scorer, validation_set_path(scorer.measures), "lm-risk-audit", seed)
 
 
 def heldout_set_path(measures: str) -> Path | None:
@@ -117,12 +115,15 @@ def heldout_set_path(measures: str) -> Path | None:
 def validate_heldout(scorer: Scorer, seed: int = 0) -> ScorerValidation | None:
     """Validate on the role's held-out set (dataset named 'lm-risk-audit held-out ROLE'); None without one."""
     path = heldout_set_path(scorer.measures)
-    if path is None:
-        return None
+    return None if path is None else _validate_file(scorer, path, "lm-risk-audit held-out", seed)
+
+
+def _validate_file(scorer: Scorer, path: Path, prefix: str, seed: int) -> ScorerValidation:
+    """``validate`` on a file as the scorer's role reads it, named after the file (and the relabelling)."""
     items = load_role_set(path, scorer.measures)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     relabelled = f" ({scorer.measures} labels)" if scorer.measures in DERIVED else ""
-    return validate(scorer, items, f"lm-risk-audit held-out {path.stem}{relabelled}", sha, seed=seed)
+    return validate(scorer, items, f"{prefix} {path.stem}{relabelled}", sha, seed=seed)
 
 
 def functional_tests(scorer: Scorer) -> tuple[list[GroupValue], Figure | None]:

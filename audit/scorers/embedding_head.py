@@ -215,13 +215,31 @@ class LogisticHead:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+def head_inputs(embeddings: np.ndarray, texts: list[str], features: Sequence[tuple[Scorer | str, float]],
+                prompts: list[str] | None = None, prompt_embeddings: np.ndarray | None = None) -> np.ndarray:
+    """A head's input, the one computation for training (``bench/train_heads.py``) and scoring: the
+    embeddings, then each extra feature times its scale — a pattern scorer's score (given the requests when
+    it reads them), or ``PROMPT_COSINE``, the cosine of reply and request embeddings (0 without a request)."""
+    x = embeddings.astype(np.float64)
+    cols = []
+    for f, scale in features:
+        if isinstance(f, str):  # PROMPT_COSINE; embeddings are unit vectors
+            cos = (np.zeros(len(texts)) if prompts is None or prompt_embeddings is None else
+                   np.sum(x * prompt_embeddings.astype(np.float64), axis=1) * np.array([bool(p.strip()) for p in prompts]))
+            cols.append(cos[:, None] * scale)
+        else:
+            vals = f.score(texts, prompts) if f.reads_prompt and prompts is not None else f.score(texts)
+            cols.append(np.asarray(vals, dtype=np.float64)[:, None] * scale)
+    return np.hstack([x, *cols]) if cols else x
+
+
 def _feature_scorer(name: str) -> type[Scorer] | None:
     """A registered scorer that needs no model (a pattern scorer), usable as a head's extra feature."""
     try:
         cls = get_scorer(name)
     except KeyError:
         return None
-    return None if cls.takes_model or name.startswith("minilm-") else cls
+    return None if cls.takes_model or issubclass(cls, MiniLMHeadScorer) else cls
 
 
 class MiniLMHeadScorer(Scorer):
@@ -278,20 +296,9 @@ class MiniLMHeadScorer(Scorer):
 
     def features(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray:
         """The head's input: embeddings, then each extra feature's value times its scale."""
-        x = self._encoder.encode(texts).astype(np.float64)
-        if not self._features:
-            return x
-        cols = []
-        for f, scale in self._features:
-            if isinstance(f, str):  # PROMPT_COSINE; embeddings are unit vectors
-                cos = (np.zeros(len(texts)) if prompts is None else
-                       np.sum(x * self._encoder.encode(prompts).astype(np.float64), axis=1)
-                       * np.array([bool(p.strip()) for p in prompts]))
-                cols.append(cos[:, None] * scale)
-            else:
-                vals = f.score(texts, prompts) if f.reads_prompt and prompts is not None else f.score(texts)
-                cols.append(np.asarray(vals, dtype=np.float64)[:, None] * scale)
-        return np.hstack([x, *cols])
+        cosine = prompts is not None and any(f == PROMPT_COSINE for f, _ in self._features)
+        return head_inputs(self._encoder.encode(texts), texts, self._features, prompts,
+                           self._encoder.encode(prompts) if cosine and prompts is not None else None)
 
     def _score(self, texts: list[str]) -> list[float]:
         return [float(s) for s in self._head.score(self.features(texts))]
