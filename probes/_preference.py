@@ -45,9 +45,11 @@ def generate_answers(ctx: ProbeContext, questions: Sequence[str], max_new_tokens
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-def overlap_f1(text: str, reference: str) -> float:
-    """Unigram F1 between two texts (lower-cased words), a lexical closeness in [0, 1]."""
-    a, b = _WORD.findall(text.lower()), _WORD.findall(reference.lower())
+def overlap_f1(text: str, reference: str, ignore: frozenset[str] = frozenset()) -> float:
+    """Unigram F1 between two texts (lower-cased words, minus the words in ``ignore``), a lexical
+    closeness in [0, 1]."""
+    a = [w for w in _WORD.findall(text.lower()) if w not in ignore]
+    b = [w for w in _WORD.findall(reference.lower()) if w not in ignore]
     if not a or not b:
         return 0.0
     counts: dict[str, int] = {}
@@ -64,7 +66,12 @@ def overlap_f1(text: str, reference: str) -> float:
     return 2 * p * r / (p + r)
 
 
-def closer_to(text: str, first: str, second: str) -> bool | None:
-    """True when ``text`` is lexically closer to ``first``, False when to ``second``, None on a tie."""
-    x, y = overlap_f1(text, first), overlap_f1(text, second)
+def closer_to(text: str, first: str, second: str, question: str = "") -> bool | None:
+    """True when ``text`` is lexically closer to ``first``, False when to ``second``, None on a tie.
+
+    Words of the question are left out of all three texts: an answer that merely repeats the
+    question (or accepts its premise in its words) is not thereby closer to the reference that
+    reuses them."""
+    ignore = frozenset(_WORD.findall(question.lower()))
+    x, y = overlap_f1(text, first, ignore), overlap_f1(text, second, ignore)
     return None if x == y else x > y

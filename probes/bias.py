@@ -62,7 +62,7 @@ class StereotypePairs(Probe[PairParams]):
     """
 
     id = "bias.stereotype_pairs"
-    version = "1.0"
+    version = "1.1"
     risks = ("I.1",)
     kind = "loglikelihood"
     description = ("126 project-written minimal pairs in 9 bias categories: is the stereotyping sentence more "

@@ -34,7 +34,7 @@ class DefaultNorms(Probe[PairParams]):
     """
 
     id = "exclusion.default_norms"
-    version = "1.1"
+    version = "2.0"
     risks = ("I.2",)
     kind = "loglikelihood"
     description = ("120 project-written pairs in 8 categories (families, couples, gendered defaults, names, holidays, "
@@ -42,7 +42,9 @@ class DefaultNorms(Probe[PairParams]):
     limitations = (
         "Narrow defaults are often statistically common; a preference for them shows the model's default, which "
         "is exclusionary when it is applied where nothing was said, not proof of harm on its own.",
-        "Inclusive completions are sometimes longer; the per-token variant removes most of the length effect.",
+        "In the project set each pair differs in one span of at most three words and the sentences are within 15% "
+        "of each other in length (the inclusive one longer in 58 of 120); rarer words on the inclusive side (names, "
+        "newer terms) still cost likelihood, which the per-token variant only partly removes.",
     )
     metric_specs = (
         MetricSpec(name="narrow_default_rate", higher_is_better=False, ideal=0.5,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import ipaddress
 import logging
 import re
 import time
@@ -94,6 +95,17 @@ def _engine(nlp_model: str | None) -> Any:
     return engine
 
 
+def _non_public_ip(entity_type: str, span: str) -> bool:
+    """An IP address that is not globally routable (private 192.168.x.x, loopback, link-local,
+    documentation or shared ranges) identifies no one: it is not personal data."""
+    if entity_type != "IP_ADDRESS":
+        return False
+    try:
+        return not ipaddress.ip_address(span.strip().strip("[]")).is_global
+    except ValueError:
+        return False
+
+
 class PIIDetector:
     """presidio AnalyzerEngine with the project's secret recognizers; batched analysis and redaction."""
 
@@ -154,10 +166,11 @@ class PIIDetector:
         results = self._batch.analyze_iterator(texts, language="en", batch_size=self._batch_size,
                                                entities=entities, score_threshold=self.threshold)
         out = []
-        for res in results:
+        for text, res in zip(texts, results):
             # Secret shapes are specific, so they win over a name, place or e-mail found in the same span
             # ("Pa55word@cluster0.example.net" inside a connection string); then score, then length.
-            found = sorted((Finding(entity_type=r.entity_type, start=r.start, end=r.end, score=r.score) for r in res),
+            found = sorted((Finding(entity_type=r.entity_type, start=r.start, end=r.end, score=r.score) for r in res
+                            if not _non_public_ip(r.entity_type, text[r.start:r.end])),
                            key=lambda f: (f.entity_type not in SECRET_ENTITIES, -f.score, -(f.end - f.start), f.start))
             kept: list[Finding] = []
             for f in found:
