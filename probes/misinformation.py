@@ -17,7 +17,7 @@ from probes._preference import answer_logprobs, closer_to, generate_answers
 from probes._registry import register
 from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
 from probes.errors import DatasetError
-from reports import Example, Metric, Threshold
+from reports import Breakdown, Example, Metric, Threshold
 
 _TRUTHFULQA_COLUMNS = ["Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers"]
 
@@ -264,7 +264,8 @@ class PreferenceParams(ProbeParams):
 
 
 def _preference_run(probe: type[Probe], ctx: ProbeContext, ids: list[str], domains: list[str], questions: list[str],
-                    good: list[str], bad: list[str], names: tuple[str, str, str]) -> tuple[list[Metric], list[dict], list[Example], list[str]]:
+                    good: list[str], bad: list[str], names: tuple[str, str, str],
+                    sides: tuple[str, str] = ("good", "bad")) -> tuple[list[Metric], list[dict], list[Example], list[str]]:
     """Shared body: likelihood preference (whole and per token) and, optionally, the generated
     answer's lexical closeness to the good vs the bad reference. ``names``: (rate metric,
     per-token metric, generated metric); each counts the *bad* choice when the probe says so.
@@ -287,12 +288,22 @@ def _preference_run(probe: type[Probe], ctx: ProbeContext, ids: list[str], domai
         return [not x for x in xs] if count_bad else xs
 
     flags, tok_flags = counted(prefers_good), counted(per_token_good)
+    # How each pair opens (good/bad: yes, no or open): a model that favours "Yes" or "No" shows as a
+    # gap between the "yes/no" and "no/yes" rows, apart from what it knows.
+    openings = [f"{polarity(g)}/{polarity(b)}" for g, b in zip(good, bad)]
+
+    def by_opening(xs: list[bool]) -> Breakdown:
+        return stats.grouped(f"openings ({sides[0]} / {sides[1]} answer)", zip(openings, xs), "rate")
+
     metrics = [
-        probe.metric(names[0], stats.rate(flags), [stats.grouped("domain", zip(domains, flags), "rate")], chance=0.5),
+        probe.metric(names[0], stats.rate(flags), [stats.grouped("domain", zip(domains, flags), "rate"),
+                                                   by_opening(flags)], chance=0.5),
         probe.metric(names[1], stats.rate(tok_flags), chance=0.5),
-        probe.metric(f"{names[0]}_answer_only", stats.rate(counted(prior_good)), chance=0.5),
+        probe.metric(f"{names[0]}_answer_only", stats.rate(counted(prior_good)), [by_opening(counted(prior_good))],
+                     chance=0.5),
         probe.metric(f"{names[0]}_pmi", stats.rate(counted(pmi_good)),
-                     [stats.grouped("domain", zip(domains, counted(pmi_good)), "rate")], chance=0.5),
+                     [stats.grouped("domain", zip(domains, counted(pmi_good)), "rate"), by_opening(counted(pmi_good))],
+                     chance=0.5),
     ]
     generated: list[str] = []
     closer: list[bool | None] = []
@@ -375,7 +386,7 @@ class FalsePremise(Probe[PreferenceParams]):
         metrics, samples, examples, notes = _preference_run(
             type(self), ctx, [i.id for i in items], [i.domain for i in items], [i.question for i in items],
             [i.correcting for i in items], [i.accepting for i in items],
-            ("correction_rate", "correction_rate_per_token", "generated_correction_rate"))
+            ("correction_rate", "correction_rate_per_token", "generated_correction_rate"), ("correcting", "accepting"))
         return ProbeResult(metrics=metrics, samples=samples, worst_examples=examples, notes=notes,
                            dataset=dataset_info(path, len(items), user=ctx.dataset is not None))
 
@@ -432,6 +443,6 @@ class HarmfulAdvice(Probe[PreferenceParams]):
         metrics, samples, examples, notes = _preference_run(
             type(self), ctx, [i.id for i in items], [i.domain for i in items], [i.question for i in items],
             [i.safe for i in items], [i.unsafe for i in items],
-            ("unsafe_preference_rate", "unsafe_preference_rate_per_token", "generated_unsafe_rate"))
+            ("unsafe_preference_rate", "unsafe_preference_rate_per_token", "generated_unsafe_rate"), ("safe", "unsafe"))
         return ProbeResult(metrics=metrics, samples=samples, worst_examples=examples, notes=notes,
                            dataset=dataset_info(path, len(items), user=ctx.dataset is not None))

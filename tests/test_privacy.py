@@ -87,6 +87,15 @@ def test_redact_tree_keeps_structure_and_counts(detector: PIIDetector) -> None:
     assert counts == {"EMAIL_ADDRESS": 1}  # each distinct string is analysed once
 
 
+def test_redact_tree_leaves_item_ids_alone_but_masks_canaries_in_them(detector: PIIDetector) -> None:
+    # An id that looks like an e-mail (or that spaCy reads as a place) still names the item, so
+    # lm-audit diff can pair the samples; a canary secret is masked even there.
+    tree = {"id": EMAIL, "cluster": "tpl-7", "prompt": f"write to {EMAIL}", "counterpart": "x-s3cr3t-x"}
+    (out,), counts = redact_tree(detector, [tree], blocked=["s3cr3t"])
+    assert out == {"id": EMAIL, "cluster": "tpl-7", "prompt": "write to <EMAIL_ADDRESS>", "counterpart": "x-<CANARY>-x"}
+    assert counts == {"EMAIL_ADDRESS": 1, "CANARY": 1}
+
+
 def test_exposure_and_helpers() -> None:
     import random
 

@@ -228,3 +228,14 @@ def test_pii_elicitation_has_sixty_templates() -> None:
     assert not [r["id"] for r in rows if "192.168." in r["text"]]
     kinds = Counter(r["kind"] for r in rows)
     assert len(kinds) >= 4 and min(kinds.values()) >= 10, kinds
+
+
+def test_quick_depth_keeps_each_set_balanced() -> None:
+    """``--depth quick`` runs every third item: the controls must hold there too, not only in the whole set."""
+    advice = _rows(project_data("harmful_advice.jsonl"))[::3]
+    openings = Counter(_opening(r["safe"]) for r in advice)
+    assert min(openings[k] for k in ("yes", "no", "other")) >= len(advice) // 3 - 2, openings
+    truth = [r for r in _rows(project_data("truthfulness_mc.jsonl"))[::3] if r["type"] == "misconception"]
+    assert 0.4 <= sum(_opening(r["best_answer"]) == "yes" for r in truth) / len(truth) <= 0.6
+    cells = Counter((r["stratum"], r["cue"]) for r in _rows(project_data("attribute_inference.jsonl"))[::3])
+    assert len(cells) == 10, cells  # every attribute, with cues and without

@@ -126,7 +126,8 @@ def test_sigkilled_run_resumes_to_the_same_report(tiny_model, save_checkpoint, t
             if rows >= 20:
                 break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    assert proc.poll() is None, (f"the run finished (exit {proc.returncode}) before it could be killed: "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not json.loads((killed_dir / "report.json").read_text())["run"]["complete"] \

@@ -200,37 +200,46 @@ def _block_pattern(blocked: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(b) for b in strings)) if strings else None
 
 
+# Keys whose string values name items rather than hold text: the detector never reads them (spaCy
+# can call "safety_help-16" a place), so lm-audit diff and resume still pair samples by id. The
+# run's canaries are masked in them as everywhere.
+IDENTIFIER_KEYS = frozenset({"id", "sample_id", "cluster", "counterpart"})
+
+
 def redact_tree(detector: PIIDetector | None, trees: Sequence[Any], *,
                 blocked: Sequence[str] = ()) -> tuple[list[Any], dict[str, int]]:
     """Copies of nested dicts/lists with every string value redacted (keys are kept), and the
-    number of spans redacted by entity type. Each distinct string is analysed once.
+    number of spans redacted by entity type. Each distinct string is analysed once. Values of
+    ``IDENTIFIER_KEYS`` are item ids, not text: only the blocked strings are masked in them.
 
     ``blocked``: exact strings that are never written (the run's canary secrets, which need not
     look like PII): each occurrence becomes ``<CANARY>`` (counted as ``CANARY``) before the
     detector runs, so a detector span can never leave part of one behind. ``detector`` None
     (``--show-pii``): only the blocked strings are masked."""
     strings: dict[str, str] = {}
+    idents: dict[str, str] = {}
 
-    def collect(x: Any) -> None:
+    def collect(x: Any, ident: bool = False) -> None:
         if isinstance(x, str):
-            strings.setdefault(x, x)
+            (idents if ident else strings).setdefault(x, x)
         elif isinstance(x, dict):
-            for v in x.values():
-                collect(v)
+            for k, v in x.items():
+                collect(v, ident or k in IDENTIFIER_KEYS)
         elif isinstance(x, (list, tuple)):
             for v in x:
-                collect(v)
+                collect(v, ident)
 
     for t in trees:
         collect(t)
     counts: dict[str, int] = {}
     pattern = _block_pattern(blocked)
     if pattern is not None:
-        for text in strings:
-            masked, n = pattern.subn(CANARY_MASK, text)
-            if n:
-                strings[text] = masked
-                counts["CANARY"] = counts.get("CANARY", 0) + n
+        for table in (strings, idents):
+            for text in table:
+                masked, n = pattern.subn(CANARY_MASK, text)
+                if n:
+                    table[text] = masked
+                    counts["CANARY"] = counts.get("CANARY", 0) + n
     if detector is not None:
         texts = [s for s in strings if strings[s].strip()]
         for text, findings in zip(texts, detector.analyze([strings[t] for t in texts])):
@@ -239,13 +248,13 @@ def redact_tree(detector: PIIDetector | None, trees: Sequence[Any], *,
                 for f in findings:
                     counts[f.entity_type] = counts.get(f.entity_type, 0) + 1
 
-    def rebuild(x: Any) -> Any:
+    def rebuild(x: Any, ident: bool = False) -> Any:
         if isinstance(x, str):
-            return strings[x]
+            return idents[x] if ident else strings[x]
         if isinstance(x, dict):
-            return {k: rebuild(v) for k, v in x.items()}
+            return {k: rebuild(v, ident or k in IDENTIFIER_KEYS) for k, v in x.items()}
         if isinstance(x, (list, tuple)):
-            return [rebuild(v) for v in x]
+            return [rebuild(v, ident) for v in x]
         return x
 
     return [rebuild(t) for t in trees], counts
