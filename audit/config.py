@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import to_jsonable_python
 
 from audit.errors import BadInput
+from audit.models._openai import EndpointOptions
 from audit.scorers import ROLES, PIIOptions, ScorerSpec
 from probes import Depth
 from taxonomy import (
@@ -41,8 +42,9 @@ class AuditConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(default=None, description="built-in alias, checkpoint directory, .gguf file, or hub "
-                                                         "id (with allow_download); required unless resuming")
+    model: str | None = Field(default=None, description="built-in alias, checkpoint directory, .gguf file, hub id "
+                                                         "(with allow_download), or openai:URL (a served model); "
+                                                         "required unless resuming")
     taxonomy: Path | None = Field(default=None, description="taxonomy YAML; default: the bundled Weidinger et al. file")
     areas: list[str] = Field(default_factory=list)
     risks: list[str] = Field(default_factory=list)
@@ -71,6 +73,9 @@ class AuditConfig(BaseModel):
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
     pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
+    endpoint: EndpointOptions = Field(default_factory=EndpointOptions,
+                                      description="model: openai:URL — served model, API key variable, API, "
+                                                  "concurrency, timeout, retries")
     policy: str | None = Field(default=None, description="release policy YAML, or 'default' for the packaged one")
     junit: Path | None = Field(default=None, description="write the policy checks as JUnit XML here")
     resume: Path | None = Field(default=None, description="a run directory: continue that run with its recorded "

@@ -40,7 +40,9 @@ from audit.errors import AuditError, BadInput
 from audit.models import (
     Backend,
     MeteredModel,
+    OpenAIBackend,
     check_backend,
+    is_endpoint,
     load_model,
     pick_device,
     resolve_model,
@@ -515,11 +517,18 @@ def run_audit(
             _held(config.out, force=config.force, resume=config.resume is not None))
         say = notify or (lambda msg: log.info("%s", msg))
         assert config.model is not None  # AuditConfig requires it unless resuming, and a resume has restored it
-        source = None if model is not None else resolve_model(config.model, allow_download=config.allow_download)
+        endpoint = model is None and is_endpoint(config.model)
+        source = None if model is not None or endpoint else resolve_model(config.model,
+                                                                          allow_download=config.allow_download)
         scorers = ScorerSet(config.scorers, allow_download=config.allow_download, seed=config.seed,
                             device=pick_device(config.device), pii=config.pii)  # a classifier scorer shares the GPU
         # Built and validated now, so that a bad scorer choice fails before the model loads.
         scorers.prepare(list(dict.fromkeys(r for p in plan.probes for r in p.scorer_roles)))
+        if endpoint:
+            say(f"connecting to {config.model}")
+            remote = OpenAIBackend(config.model, config.endpoint, chat_template=config.chat_template)
+            held.callback(remote.close)
+            model = remote.connect()
         if model is None:
             assert source is not None
             say(f"loading model {config.model}")
@@ -576,7 +585,8 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
             params = plan.params[probe_cls.id]
             preport = _probe_report(probe_cls, params, Status.not_evaluated)
             if probe_cls.kind == "loglikelihood" and not caps.loglikelihood:
-                preport.notes.append("not evaluated: this model backend cannot score log-likelihoods")
+                preport.notes.append("not evaluated: this model backend cannot score log-likelihoods"
+                                     + (f" ({caps.loglikelihood_note})" if caps.loglikelihood_note else ""))
                 report.probes.append(preport)
                 continue
             ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),

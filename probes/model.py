@@ -66,6 +66,7 @@ class Capabilities(BaseModel):
     chat_template: bool  # conversations are rendered with the model's own chat template
     loglikelihood: bool  # continuations can be scored (log-probabilities are available)
     max_context: int | None = None  # tokens of prompt plus output; None when unknown
+    loglikelihood_note: str = ""  # why log-likelihoods are unavailable, when they are
 
 
 @runtime_checkable

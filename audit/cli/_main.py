@@ -34,6 +34,12 @@ SETTING_FLAGS = {
     "pii.nlp_model": "--pii-nlp-model",
     "pii.entities": "--pii-entities",
     "pii.threshold": "--pii-threshold",
+    "endpoint.served_model": "--served-model",
+    "endpoint.api_key_env": "--api-key-env",
+    "endpoint.api": "--chat/--completions",
+    "endpoint.concurrency": "--concurrency",
+    "endpoint.timeout_s": "--request-timeout",
+    "endpoint.retries": "--retries",
 }
 
 

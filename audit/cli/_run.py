@@ -86,6 +86,17 @@ class _Bar(Progress):
                                       "a package name, or none (patterns only).")
 @click.option("--pii-entities", multiple=True, help="PII/secret entity types to detect and redact, e.g. EMAIL_ADDRESS.")
 @click.option("--pii-threshold", type=float, help="presidio score at which a finding counts (default 0.4).")
+@click.option("--served-model", help="With --model openai:URL: the model name on the server (needed when it serves "
+                                     "several).")
+@click.option("--api-key-env", metavar="VAR", help="With --model openai:URL: environment variable holding the API key "
+                                                    "(the key is never written anywhere).")
+@click.option("--chat/--completions", "api", default=None,
+              help="With --model openai:URL: force the chat or the completions API (default: chat when the server "
+                   "offers it; log-likelihood probes need --completions).")
+@click.option("--concurrency", type=int, help="With --model openai:URL: requests in flight (default 4).")
+@click.option("--request-timeout", type=float, help="With --model openai:URL: seconds per request (default 120).")
+@click.option("--retries", type=int, help="With --model openai:URL: retries on 429, 5xx and connection errors "
+                                          "(default 5, with exponential back-off).")
 @click.option("--canaries", type=click.Path(path_type=Path),
               help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
@@ -113,6 +124,12 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     pii = {"nlp_model": pii_nlp_model, "entities": split_list(pii_entities) or None, "threshold": pii_threshold}
     flags["pii"] = {k: v for k, v in pii.items() if v is not None} or None
     flags["scorers"] = parse_scorers(scorer_choices, scorer_labels, scorer_threshold) or None
+    api = flags.pop("api")
+    endpoint = {"served_model": flags.pop("served_model"), "api_key_env": flags.pop("api_key_env"),
+                "api": None if api is None else ("chat" if api else "completions"),
+                "concurrency": flags.pop("concurrency"), "timeout_s": flags.pop("request_timeout"),
+                "retries": flags.pop("retries")}
+    flags["endpoint"] = {k: v for k, v in endpoint.items() if v is not None} or None
     config = layered(file_values, flags, source=config_file)
 
     from audit.offline import enforce_offline

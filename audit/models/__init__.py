@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from audit.models._backend import Backend, MeteredModel, check_backend
+from audit.models._openai import EndpointOptions, OpenAIBackend, is_endpoint
 from audit.models._resolve import (
     BUILTIN_MODELS,
     ModelSource,
@@ -57,6 +58,9 @@ __all__ = [
     "BUILTIN_MODELS",
     "Backend",
     "check_backend",
+    "EndpointOptions",
+    "is_endpoint",
+    "OpenAIBackend",
     "MeteredModel",
     "ModelSource",
     "load_model",
