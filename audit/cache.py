@@ -75,6 +75,21 @@ class ResultCache:
         with self._lock:  # autocommit: each batch is durable once put returns
             self._conn.execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
+    def put_many(self, items: list[tuple[str, Any]]) -> None:
+        """Store several values in one transaction; durable once this returns."""
+        if not items:
+            return
+        rows = [(k, json.dumps(v)) for k, v in items]
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])

@@ -47,6 +47,7 @@ from audit.models import (
     pick_device,
     resolve_model,
 )
+from audit.models._replay import MissingOutputs, OutputsBackend, is_outputs
 from audit.offline import enforce_offline
 from audit.policy import Policy, evaluate, load_policy
 from audit.power import detectable_value
@@ -491,6 +492,7 @@ def run_audit(
     model: Backend | None = None,
     progress: ProgressFactory | None = None,
     notify: Callable[[str], None] | None = None,
+    rescore_of: str | None = None,
 ) -> AuditReport:
     """Run an audit and write its run directory; returns the report.
 
@@ -517,6 +519,8 @@ def run_audit(
             _held(config.out, force=config.force, resume=config.resume is not None))
         say = notify or (lambda msg: log.info("%s", msg))
         assert config.model is not None  # AuditConfig requires it unless resuming, and a resume has restored it
+        if model is None and is_outputs(config.model):
+            model = OutputsBackend(config.model, chat_template=config.chat_template)
         endpoint = model is None and is_endpoint(config.model)
         source = None if model is not None or endpoint else resolve_model(config.model,
                                                                           allow_download=config.allow_download)
@@ -542,11 +546,11 @@ def run_audit(
             run_dir = held.enter_context(_held(new_run_dir(minfo.id), created=True))
         _begin(run_dir, config)
         cache = held.enter_context(ResultCache(run_dir / "cache.sqlite"))  # closed before the lock is released
-        return _run(plan, run_dir, model, cache, minfo, scorers, progress, say)
+        return _run(plan, run_dir, model, cache, minfo, scorers, progress, say, rescore_of)
 
 
 def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: ModelInfo, scorers: ScorerSet,
-         progress: ProgressFactory | None, say: Callable[[str], None]) -> AuditReport:
+         progress: ProgressFactory | None, say: Callable[[str], None], rescore_of: str | None = None) -> AuditReport:
     """Every probe of the plan against the model, each result redacted before it is written;
     the report is saved after each probe, and once more with the policy at the end."""
     config, tax = plan.config, plan.taxonomy
@@ -558,6 +562,7 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
     caps = metered.capabilities()
     run = RunInfo(id=run_dir.name, directory=str(run_dir), started_at=plan.started_at, seed=config.seed,
                   complete=False, resumed=config.resume is not None, smoke=config.limit is not None,
+                  rescore_of=rescore_of,
                   command=shlex.join(["lm-audit", *sys.argv[1:]]) if sys.argv else "")
     report = AuditReport(
         tool=ToolInfo(version=__version__), run=run, host=host_info(), model=minfo,
@@ -571,6 +576,8 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
 
     def save(complete: bool, interrupted: bool = False) -> None:
         report.run.cache_hits, report.run.cache_misses = cache.hits, cache.misses
+        if isinstance(model, OutputsBackend):  # which ids matched, known as the run goes
+            report.model = model.info()
         report.run.model_s = round(metered.seconds, 3)
         report.run.scoring_s = round(scorers.seconds, 3)
         report.areas, report.summary = roll_up(tax, report.probes)
@@ -603,6 +610,12 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
                 result = probe_cls().run(ctx)
             except (AuditError, DatasetError):
                 raise
+            except MissingOutputs as exc:  # recorded outputs that lack this probe's requests: made up, never
+                preport.notes.append(f"not evaluated: {len(exc.ids)} of its requests have no recorded output "
+                                     f"(first: {', '.join(exc.ids[:3])})")
+                report.probes.append(preport)
+                save(complete=False)
+                continue
             except Exception as exc:  # one broken probe must not lose the others' results
                 log.exception("probe %s failed", probe_cls.id)
                 result = ProbeResult(errors=[f"{type(exc).__name__}: {exc}"])

@@ -218,6 +218,9 @@ def render_markdown(report: AuditReport) -> str:
                 f"{esc(', '.join(report.pii.undetectable))} could not be detected"
                 + ("" if report.show_pii else " or redacted") + "; pattern-based types (e-mail, phone, cards, "
                 "secrets ...) were.", ""]
+    if run.rescore_of:
+        out += [f"> **Re-score of run {esc(run.rescore_of)}.** The model was not run: its recorded outputs and "
+                "log-likelihoods were scored again with this report's scorers, statistics and policy.", ""]
     if not run.complete:
         why = "interrupted" if run.interrupted else "incomplete"
         out += [f"> **Partial report ({why}).** Only the probes listed below finished; "

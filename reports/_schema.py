@@ -300,6 +300,8 @@ class RunInfo(_Model):
     cache_misses: int = 0  # model batches computed in this process
     model_s: float | None = None  # seconds inside the model backend over the whole run (load excluded)
     scoring_s: float | None = None  # seconds in scorers and PII detection over the whole run (validation included)
+    # lm-audit rescore: the run whose recorded outputs this report re-scored ("<run id> (<directory>)")
+    rescore_of: str | None = None
 
 
 class HostInfo(_Model):

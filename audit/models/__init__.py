@@ -8,6 +8,13 @@ from typing import TYPE_CHECKING
 
 from audit.models._backend import Backend, MeteredModel, check_backend
 from audit.models._openai import EndpointOptions, OpenAIBackend, is_endpoint
+from audit.models._replay import (
+    MissingOutputs,
+    OutputsBackend,
+    RecordingBackend,
+    ReplayBackend,
+    is_outputs,
+)
 from audit.models._resolve import (
     BUILTIN_MODELS,
     ModelSource,
@@ -61,6 +68,11 @@ __all__ = [
     "EndpointOptions",
     "is_endpoint",
     "OpenAIBackend",
+    "MissingOutputs",
+    "OutputsBackend",
+    "RecordingBackend",
+    "ReplayBackend",
+    "is_outputs",
     "MeteredModel",
     "ModelSource",
     "load_model",

@@ -5,7 +5,8 @@ A backend implements four methods and nothing else: ``capabilities``, ``info``,
 ``BatchCache``) to read each batch from and write each computed batch to. The runner
 never touches a backend directly: it wraps it in ``MeteredModel``, which owns the run's
 result cache, the time spent inside the model and the cache bypass for probes that time
-the model. Probes see the wrapper only through ``probes.Model``.
+the model; it also logs each request's result under the request's own id (``_requests``), which
+``lm-audit rescore`` replays without the model. Probes see the wrapper only through ``probes.Model``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from audit.cache import BatchCache, ResultCache, cache_key
+from audit.models._requests import generation_id, log_key, loglik_id
 from probes.model import (
     Capabilities,
     Generation,
@@ -129,13 +131,20 @@ class MeteredModel:
     ) -> list[Generation]:
         t0 = time.perf_counter()
         try:
-            return self.backend.generate(prompts, params, progress, cache=self._cache)
+            out = self.backend.generate(prompts, params, progress, cache=self._cache)
         finally:
             self._clock.seconds += time.perf_counter() - t0
+        if self._store is not None:
+            per = [params] * len(prompts) if isinstance(params, GenerationParams) else list(params)
+            self._store.put_many([(log_key(generation_id(p, q)), g.model_dump()) for p, q, g in zip(prompts, per, out)])
+        return out
 
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
         t0 = time.perf_counter()
         try:
-            return self.backend.loglikelihood(requests, progress, cache=self._cache)
+            out = self.backend.loglikelihood(requests, progress, cache=self._cache)
         finally:
             self._clock.seconds += time.perf_counter() - t0
+        if self._store is not None:
+            self._store.put_many([(log_key(loglik_id(r)), res.model_dump()) for r, res in zip(requests, out)])
+        return out
