@@ -103,6 +103,16 @@ class _Unavailable(Exception):
     """A request that failed for good: the message names the endpoint and why."""
 
 
+class _Refused(_Unavailable):
+    """The server answered with an HTTP error that retrying does not change (a 4xx, or a 500 to a
+    start-up probe of a feature it lacks)."""
+
+
+# Transient at start-up: a busy or starting server. A 500 there means "not this feature" (transformers
+# serve answers a chat request for a model without a chat template with 500).
+_STARTUP_RETRY_STATUS = frozenset({408, 425, 429, 502, 503, 504})
+
+
 @dataclass
 class _Http:
     """JSON over HTTP with retries. Thread-safe (one httpx client shared by the workers)."""
@@ -123,9 +133,10 @@ class _Http:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int | None = None
-             ) -> dict[str, Any]:
-        """The decoded JSON object; _Unavailable after the retries (or at once on a client error)."""
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int | None = None,
+             retry_status: frozenset[int] = _RETRY_STATUS) -> dict[str, Any]:
+        """The decoded JSON object; _Unavailable after the retries (at once on a status not in
+        ``retry_status``: ``_Refused`` for an HTTP error the server answered with)."""
         import httpx
 
         url = f"{self.base}{path}"
@@ -148,14 +159,14 @@ class _Http:
                         if isinstance(data, dict):
                             return data
                         last = "answered with JSON that is not an object"
-                elif resp.status_code in _RETRY_STATUS:
+                elif resp.status_code in retry_status:
                     last = f"HTTP {resp.status_code}"
                     retry_after = _retry_after(resp.headers.get("retry-after"))
                     if attempt + 1 < attempts and retry_after is not None:
                         self.sleep(retry_after)
                         continue
                 else:
-                    raise _Unavailable(f"{url}: HTTP {resp.status_code}: {_server_message(resp)}")
+                    raise _Refused(f"{url}: HTTP {resp.status_code}: {_server_message(resp)}")
             if attempt + 1 < attempts:
                 # exponential back-off with full jitter, capped
                 self.sleep(random.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
@@ -223,6 +234,7 @@ class OpenAIBackend:
         self.notes: list[str] = []
         self.fingerprint = ""
         self.server_info: dict[str, Any] = {}
+        self._refusals: dict[str, str] = {}  # start-up path -> why the server refused it
 
     # ---- start-up ----
 
@@ -238,7 +250,7 @@ class OpenAIBackend:
                                setting="endpoint.api_key_env")
         self._http = _Http(self.url, key, opts.timeout_s, opts.retries, sleep=self._sleep)
         try:
-            listing = self._http.call("GET", "/models", retries=min(2, opts.retries))
+            listing = self._http.call("GET", "/models", retries=min(2, opts.retries))  # unreachable: fail fast
         except _Unavailable as exc:
             raise BadInput(f"{self.spec}: not reachable as an OpenAI-compatible server: {exc}", setting="model") from None
         data = listing.get("data")
@@ -266,13 +278,23 @@ class OpenAIBackend:
         return self
 
     def _probe(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """One start-up request; None when the server refuses or fails it."""
+        """One start-up request; None when the server refuses it (an HTTP error, or an answer that is
+        not JSON: the feature is not there), with the reason kept for the error message. A busy server
+        (429, 503, timeouts, lost connections) is retried as any request; when that runs out the run
+        stops (exit 3) rather than deciding that the feature is missing."""
         assert self._http is not None
         try:
-            return self._http.call("POST", path, {"model": self.served_model, **body}, retries=1)
-        except _Unavailable as exc:
+            return self._http.call("POST", path, {"model": self.served_model, **body},
+                                   retry_status=_STARTUP_RETRY_STATUS)
+        except _Refused as exc:
+            self._refusals[path] = str(exc).split(": ", 1)[-1]
             log.debug("start-up probe %s: %s", path, exc)
             return None
+        except _Unavailable as exc:
+            if "not JSON" in str(exc) or "not an object" in str(exc):
+                self._refusals[path] = str(exc).split(": ", 1)[-1]
+                return None
+            raise RuntimeFailure(f"{exc} at start-up") from None
 
     def _pick_api(self) -> Literal["chat", "completions"]:
         want = self.options.api
@@ -287,11 +309,13 @@ class OpenAIBackend:
                 raise BadInput("chat: the chat API needs chat templates, which --no-chat-template turns off",
                                setting="endpoint.api")
             if not chat_ok:
-                raise BadInput(f"chat: {self.url}/chat/completions does not answer", setting="endpoint.api")
+                raise BadInput(f"chat: {self.url}/chat/completions does not answer{self._why('/chat/completions')}",
+                               setting="endpoint.api")
             return "chat"
         if want == "completions":
             if not completions_ok:
-                raise BadInput(f"completions: {self.url}/completions does not answer", setting="endpoint.api")
+                raise BadInput(f"completions: {self.url}/completions does not answer{self._why('/completions')}",
+                               setting="endpoint.api")
             return "completions"
         if chat_ok:
             return "chat"
@@ -300,8 +324,11 @@ class OpenAIBackend:
                 self.notes.append("the server has no working chat API: conversations are sent to /completions in "
                                   "the plain 'User: ... / Assistant:' layout")
             return "completions"
-        raise BadInput(f"{self.spec}: neither /chat/completions nor /completions answers a one-token request",
-                       setting="model")
+        raise BadInput(f"{self.spec}: neither /chat/completions nor /completions answers a one-token request"
+                       f"{self._why('/completions')}", setting="model")
+
+    def _why(self, path: str) -> str:
+        return f" ({self._refusals[path]})" if path in self._refusals else ""
 
     def _detect_logprobs(self) -> None:
         if self.api == "chat":
@@ -310,10 +337,13 @@ class OpenAIBackend:
             return
         for shape in ("legacy", "vllm"):
             try:
-                scored = self._score_text(_CHECK_STRINGS[0], shape, generate=True, retries=1)  # type: ignore[arg-type]
-            except (_Unavailable, _Malformed) as exc:
+                scored = self._score_text(_CHECK_STRINGS[0], shape, generate=True,  # type: ignore[arg-type]
+                                          retry_status=_STARTUP_RETRY_STATUS)
+            except (_Refused, _Malformed) as exc:
                 log.debug("echo shape %s: %s", shape, exc)
                 continue
+            except _Unavailable as exc:
+                raise RuntimeFailure(f"{exc} at start-up") from None
             if scored is not None and any(lp is not None for lp in scored.logprobs):
                 self.echo_shape = shape  # type: ignore[assignment]
                 break
@@ -321,7 +351,11 @@ class OpenAIBackend:
             self.loglik_reason = "the server returns no prompt log-probabilities (/completions with echo and logprobs)"
             return
         worst = self._check_logprobs()
-        if worst is not None:
+        if worst is None:
+            self.loglik_reason = ("the server's prompt log-probabilities could not be checked against the tokens it "
+                                  "generates (no check string could be compared), so they are not trusted")
+            self.echo_shape = None
+        elif worst > LOGPROB_TOLERANCE:
             self.loglik_reason = (f"the server's prompt log-probabilities disagree with the log-probabilities of the "
                                   f"tokens it generates (by {worst:.2f} nats, tolerance {LOGPROB_TOLERANCE}): its "
                                   "echoed scores cannot be trusted")
@@ -329,22 +363,30 @@ class OpenAIBackend:
 
     def _check_logprobs(self) -> float | None:
         """Each check string: the server generates one token greedily, then scores string + token as a
-        prompt; the token's prompt log-probability must equal its generated one. The largest gap when
-        beyond tolerance, else None."""
-        worst = 0.0
+        prompt; the token's prompt log-probability must equal its generated one. The largest gap over
+        the strings compared; None when none could be compared (nothing checked is nothing trusted)."""
+        worst: float | None = None
         for text in _CHECK_STRINGS:
-            first = self._score_text(text, self.echo_shape, generate=True, retries=1)  # type: ignore[arg-type]
-            if first is None or first.generated is None or not first.generated[0]:
+            try:
+                first = self._score_text(text, self.echo_shape, generate=True,  # type: ignore[arg-type]
+                                         retry_status=_STARTUP_RETRY_STATUS)
+                if first is None or first.generated is None or not first.generated[0]:
+                    continue
+                token, lp_generated = first.generated
+                again = self._score_text(text + token, self.echo_shape, generate=False,  # type: ignore[arg-type]
+                                         retry_status=_STARTUP_RETRY_STATUS)
+            except (_Refused, _Malformed) as exc:
+                log.debug("log-probability check on %r: %s", text, exc)
                 continue
-            token, lp_generated = first.generated
-            again = self._score_text(text + token, self.echo_shape, generate=False, retries=1)  # type: ignore[arg-type]
+            except _Unavailable as exc:
+                raise RuntimeFailure(f"{exc} at start-up") from None
             if again is None:
                 continue
             lp_prompt = _span_logprob(again, len(text))
             if lp_prompt is None:
                 continue
-            worst = max(worst, abs(lp_prompt - lp_generated))
-        return worst if worst > LOGPROB_TOLERANCE else None
+            worst = max(worst or 0.0, abs(lp_prompt - lp_generated))
+        return worst
 
     def _fingerprint(self) -> str:
         """sha256 over the endpoint, the served model, what the server says of it, and its greedy
@@ -355,7 +397,7 @@ class OpenAIBackend:
             g = self._generate_one(prompt, GenerationParams(max_new_tokens=8, temperature=0.0))
             outputs.append(g.text)
             if self.echo_shape:
-                scored = self._score_text(prompt, self.echo_shape, generate=False, retries=self.options.retries)
+                scored = self._score_text(prompt, self.echo_shape, generate=False)
                 outputs.append([None if lp is None else round(lp, 3) for lp in scored.logprobs] if scored else None)
         raw = json.dumps([self.url, self.served_model, self.server_info, self.api, outputs], sort_keys=True,
                          default=str)
@@ -472,17 +514,27 @@ class OpenAIBackend:
         if not isinstance(text, str):
             raise _Malformed(f"{self.url}: a choice without text")
         cut = min((text.find(s) for s in params.stop if s in text), default=-1)
-        reason = {"stop": "stop", "length": "length"}.get(str(choice.get("finish_reason")), "eos")
+        # Servers say "stop" for an end-of-sequence token and for a stop string (which they strip). vLLM's
+        # stop_reason tells them apart (the string, or None / a token id at the end of the sequence);
+        # without it, "stop" only when a stop string was asked for.
+        reason: Literal["stop", "length", "eos"]
+        if choice.get("finish_reason") == "length":
+            reason = "length"
+        elif "stop_reason" in choice:
+            reason = "stop" if isinstance(choice["stop_reason"], str) else "eos"
+        else:
+            reason = "stop" if params.stop else "eos"
         if cut >= 0:
             text, reason = text[:cut], "stop"
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         n = _int(usage.get("completion_tokens")) if usage else None
+        if n is not None and reason == "eos":
+            n = max(0, n - 1)  # the end-of-sequence token is counted by the server, not in the output
         return Generation(text=text, n_tokens=n if n is not None else len(text.split()), finish_reason=reason)
 
     def _loglik_one(self, req: LoglikRequest) -> LoglikResult:
         assert isinstance(req.context, str) and self.echo_shape is not None
-        scored = self._score_text(req.context + req.continuation, self.echo_shape, generate=False,
-                                  retries=self.options.retries)
+        scored = self._score_text(req.context + req.continuation, self.echo_shape, generate=False)
         if scored is None:
             raise _Malformed(f"{self.url}: no prompt log-probabilities in the answer")
         first = _first_continuation_token(scored, len(req.context))
@@ -495,8 +547,8 @@ class OpenAIBackend:
         return LoglikResult(logprob=float(sum(lps)), n_tokens=len(lps),  # type: ignore[arg-type]
                             is_greedy=all(scored.greedy[first:]))
 
-    def _score_text(self, text: str, shape: Literal["legacy", "vllm"], *, generate: bool, retries: int
-                    ) -> _Scored | None:
+    def _score_text(self, text: str, shape: Literal["legacy", "vllm"], *, generate: bool,
+                    retry_status: frozenset[int] = _RETRY_STATUS) -> _Scored | None:
         """Prompt log-probabilities of ``text`` and the next token's (one token is always generated:
         some servers refuse ``max_tokens`` 0); ``generate`` says whether the caller wants it."""
         assert self._http is not None
@@ -505,7 +557,7 @@ class OpenAIBackend:
         if shape == "vllm":
             body = {"model": self.served_model, "prompt": text, "temperature": 0, "max_tokens": 1,
                     "prompt_logprobs": 1, "logprobs": 1}
-        data = self._http.call("POST", "/completions", body, retries=retries)
+        data = self._http.call("POST", "/completions", body, retry_status=retry_status)
         choice = _first_choice(data, self.url)
         return _parse_legacy(choice, text) if shape == "legacy" else _parse_vllm(choice, text)
 
@@ -548,17 +600,27 @@ def _prompt_key(prompt: Prompt) -> Any:
 
 def _parse_legacy(choice: dict[str, Any], text: str) -> _Scored | None:
     """The legacy OpenAI completions shape: ``logprobs.tokens``, ``token_logprobs``, ``text_offset``
-    and ``top_logprobs``; with ``max_tokens`` 1 the last token is the generated one."""
+    and ``top_logprobs``; with ``max_tokens`` 1 the token after the prompt is the generated one.
+
+    Offsets come from the tokens themselves where they spell the prompt (vLLM counts a decoded
+    start-of-sequence marker in ``text_offset``, shifting every offset), else from ``text_offset``.
+    An answer whose tokens do not cover the prompt did not echo it (a server that ignores ``echo``
+    and returns the generated token alone): None."""
     lp = choice.get("logprobs")
     if not isinstance(lp, dict):
         return None
-    tokens, values, offsets = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
+    tokens, values = lp.get("tokens"), lp.get("token_logprobs")
     tops = lp.get("top_logprobs") or []
     if not isinstance(tokens, list) or not isinstance(values, list) or len(tokens) != len(values):
         raise _Malformed("logprobs without matching tokens and token_logprobs")
-    if not isinstance(offsets, list) or len(offsets) != len(tokens):
-        offsets = _offsets(tokens, text)
-    n_prompt = sum(1 for o in offsets if o < len(text))
+    offsets, covered = _spelled(tokens, text)
+    if covered < len(text):
+        served = lp.get("text_offset")
+        if not (isinstance(served, list) and len(served) == len(tokens) and _covers(served, tokens, text)):
+            return None
+        offsets = [int(o) for o in served]
+    n_prompt = sum(1 for o, t in zip(offsets, tokens) if o < len(text) or (o == len(text) and not str(t)))
+    n_prompt = min(n_prompt, len(tokens))
     greedy = []
     for k in range(len(tokens)):
         top = tops[k] if k < len(tops) and isinstance(tops[k], dict) else None
@@ -571,6 +633,31 @@ def _parse_legacy(choice: dict[str, Any], text: str) -> _Scored | None:
     return _Scored(offsets=list(offsets[:n_prompt]), ends=ends,
                    logprobs=[None if v is None else float(v) for v in values[:n_prompt]],
                    greedy=greedy[:n_prompt], generated=generated)
+
+
+def _spelled(pieces: Sequence[Any], text: str) -> tuple[list[int], int]:
+    """(each piece's offset, characters of ``text`` the pieces spell in order): a piece that is not
+    where the text continues (a start-of-sequence marker) takes no characters; after the text ends
+    every piece sits at its end."""
+    out, pos = [], 0
+    for piece in pieces:
+        out.append(pos)
+        piece = str(piece)
+        if piece and pos < len(text) and text.startswith(piece, pos):
+            pos += len(piece)
+    return out, pos
+
+
+def _covers(offsets: Sequence[Any], tokens: Sequence[Any], text: str) -> bool:
+    """Whether server offsets place the prompt's tokens in the text (non-decreasing, in range, and
+    the first token at 0): a server that did not echo gives its generated token offset 0 too, but
+    then the tokens do not reach the end of the text."""
+    if not offsets or not all(isinstance(o, int) for o in offsets) or offsets[0] != 0:
+        return False
+    if any(b < a for a, b in zip(offsets, offsets[1:])):
+        return False
+    inside = [k for k, o in enumerate(offsets) if o < len(text)]
+    return bool(inside) and offsets[inside[-1]] + len(str(tokens[inside[-1]])) >= len(text)
 
 
 def _parse_vllm(choice: dict[str, Any], text: str) -> _Scored | None:
@@ -597,25 +684,20 @@ def _parse_vllm(choice: dict[str, Any], text: str) -> _Scored | None:
         pieces.append(str(own.get("decoded_token", "")))
         values.append(float(own["logprob"]))
         greedy.append(own.get("rank") == 1)
-    offsets = _offsets(pieces, text)
+    # The first entry (None) is the first prompt token: a start-of-sequence marker, or real text (a
+    # tokenizer without one). Its text is whatever the other tokens leave at the start.
+    rest = "".join(pieces[1:])
+    if pieces and entries[0] is None and text.endswith(rest):
+        pieces[0] = text[: len(text) - len(rest)]
+    offsets, covered = _spelled(pieces, text)
+    if covered < len(text):
+        raise _Malformed("prompt_logprobs tokens do not spell the prompt")
     ends = [offsets[k + 1] if k + 1 < len(offsets) else len(text) for k in range(len(offsets))]
     generated = None
     lp = choice.get("logprobs")
     if isinstance(lp, dict) and isinstance(lp.get("tokens"), list) and lp["tokens"] and lp.get("token_logprobs"):
         generated = (str(lp["tokens"][0]), float(lp["token_logprobs"][0]))
     return _Scored(offsets=offsets, ends=ends, logprobs=values, greedy=greedy, generated=generated)
-
-
-def _offsets(pieces: Sequence[Any], text: str) -> list[int]:
-    """Character offsets of decoded tokens in ``text``: a piece that is not where the text continues
-    (a start-of-sequence marker) takes no characters."""
-    out, pos = [], 0
-    for piece in pieces:
-        out.append(pos)
-        s = str(piece)
-        if s and text.startswith(s, pos):
-            pos += len(s)
-    return out
 
 
 def _first_continuation_token(scored: _Scored, boundary: int) -> int | None:
