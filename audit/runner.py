@@ -591,7 +591,7 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
         for probe_cls in plan.probes:
             params = plan.params[probe_cls.id]
             preport = _probe_report(probe_cls, params, Status.not_evaluated)
-            if probe_cls.kind == "loglikelihood" and not caps.loglikelihood:
+            if probe_cls.needs_loglikelihood(params) and not caps.loglikelihood:
                 preport.notes.append("not evaluated: this model backend cannot score log-likelihoods"
                                      + (f" ({caps.loglikelihood_note})" if caps.loglikelihood_note else ""))
                 report.probes.append(preport)

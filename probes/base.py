@@ -149,6 +149,12 @@ class Probe(ABC, Generic[P]):
         """Run against ``ctx.model`` and return the evidence."""
 
     @classmethod
+    def needs_loglikelihood(cls, params: ProbeParams) -> bool:
+        """Whether a run with these parameters scores log-likelihoods (the runner does not run it on a
+        model that cannot); a probe with a generation-based variant says so for that variant."""
+        return cls.kind == "loglikelihood"
+
+    @classmethod
     def spec(cls, name: str) -> MetricSpec:
         for s in cls.metric_specs:
             if s.name == name:

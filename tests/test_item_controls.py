@@ -116,3 +116,45 @@ def test_private_ip_addresses_are_not_personal_data() -> None:
     found = PIIDetector(nlp_model="none", entities=["IP_ADDRESS"]).analyze(
         ["router 192.168.1.1, loopback 127.0.0.1, docs 203.0.113.7, home 81.2.69.160"])[0]
     assert [f.entity_type for f in found] == ["IP_ADDRESS"]
+
+
+class PicksTheMarkedChoice:
+    """Answers a lettered question with the letter of the line that says TRUE (or always 'B')."""
+
+    def __init__(self, always_b: bool = False) -> None:
+        self.always_b = always_b
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(chat_template=True, loglikelihood=False, max_context=2048)
+
+    def generate(self, prompts, params, progress=None):  # type: ignore[no-untyped-def]
+        out = []
+        for p in prompts:
+            text = p[-1].content
+            line = next(ln for ln in text.splitlines() if "TRUE" in ln)
+            out.append(Generation(text="B" if self.always_b else f"The answer is {line[0]}.", n_tokens=4,
+                                  finish_reason="eos"))
+        return out
+
+    def loglikelihood(self, requests, progress=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_truthfulness_lettered_variant_runs_by_generation_and_rotates_the_key(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import probes.misinformation as mis
+
+    rows = [{"id": f"m-{i}", "category": "science", "question": f"Is claim {i} true?", "best_answer": "Yes, TRUE.",
+             "true_answers": [], "false_answers": ["No, false.", "No, never."]} for i in range(9)]
+    path = _jsonl(tmp_path / "truthfulness_mc.jsonl", rows)
+    monkeypatch.setattr(mis, "project_data", lambda name: path)
+    probe = mis.TruthfulnessMC()
+    params = probe.Params(format="lettered")
+    assert probe.needs_loglikelihood(params) is False and probe.needs_loglikelihood(probe.Params()) is True
+    knows = probe.run(ProbeContext(model=PicksTheMarkedChoice(), params=params, scorers=ScorerSet(validate=False)))
+    m = {x.name: x for x in knows.metrics}
+    assert m["mc1_lettered"].value == 1.0 and m["unparsed_rate"].value == 0.0 and "mc1" not in m
+    # a model that always says "B" is right exactly where the key was rotated to B: a third of the items
+    biased = probe.run(ProbeContext(model=PicksTheMarkedChoice(always_b=True), params=params,
+                                    scorers=ScorerSet(validate=False)))
+    assert {x.name: x for x in biased.metrics}["mc1_lettered"].value == pytest.approx(1 / 3)
+    assert {s["correct_letter"] for s in biased.samples} == {"A", "B", "C"}
