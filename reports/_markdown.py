@@ -235,9 +235,11 @@ def render_markdown(report: AuditReport) -> str:
         + (f" · {run.scoring_s:.1f}s scoring" if run.scoring_s is not None else ""),
         "",
         f"Model: `{esc(m.id)}` ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
-        f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · weights sha256 "
-        f"`{esc(m.fingerprint_sha256[:16])}` · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
+        f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · "
+        + {"openai": "behavioural fingerprint", "outputs": "outputs file sha256"}.get(m.backend, "weights sha256")
+        + f" `{esc(m.fingerprint_sha256[:16])}` · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
         "",
+        *([f"Model notes: {esc('; '.join(m.notes))}", ""] if m.backend in ("openai", "outputs") and m.notes else []),
         "## Executive summary",
         "",
     ]

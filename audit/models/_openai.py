@@ -269,7 +269,10 @@ class OpenAIBackend:
         else:
             raise BadInput(f"{self.spec}: the server serves {len(ids)} models ({', '.join(ids[:10])}); name one with "
                            "--served-model", setting="endpoint.served_model")
-        self.server_info = next((m for m in data if isinstance(m, dict) and m.get("id") == self.served_model), {})
+        listed = next((m for m in data if isinstance(m, dict) and m.get("id") == self.served_model), {})
+        # What the server says of the weights, without what changes per call (vLLM stamps "created" and
+        # "permission" on every listing): it goes into the fingerprint, which a resumed run must find again.
+        self.server_info = {k: listed[k] for k in ("id", "owned_by", "root", "parent", "max_model_len") if k in listed}
         self.api = self._pick_api()
         self._detect_logprobs()
         self.fingerprint = self._fingerprint()
@@ -390,16 +393,24 @@ class OpenAIBackend:
 
     def _fingerprint(self) -> str:
         """sha256 over the endpoint, the served model, what the server says of it, and its greedy
-        answers (and, where trusted, log-probabilities) on fixed prompts: two audits of "the same"
-        endpoint that served different weights get different fingerprints."""
-        outputs = []
+        answers on fixed prompts: two audits of "the same" endpoint that served different weights get
+        different fingerprints (and, as it scopes the run's cache, never share results). Log-probabilities
+        vary in the last digits with batch composition on some engines, so they are fingerprinted apart
+        (a note), not in the cache's scope, which a resumed run must find again."""
+        texts, logprobs = [], []
         for prompt in _FINGERPRINT_PROMPTS:
-            g = self._generate_one(prompt, GenerationParams(max_new_tokens=8, temperature=0.0))
-            outputs.append(g.text)
-            if self.echo_shape:
-                scored = self._score_text(prompt, self.echo_shape, generate=False)
-                outputs.append([None if lp is None else round(lp, 3) for lp in scored.logprobs] if scored else None)
-        raw = json.dumps([self.url, self.served_model, self.server_info, self.api, outputs], sort_keys=True,
+            try:
+                texts.append(self._generate_one(prompt, GenerationParams(max_new_tokens=8, temperature=0.0)).text)
+                if self.echo_shape:
+                    scored = self._score_text(prompt, self.echo_shape, generate=False)
+                    logprobs.append([None if lp is None else round(lp, 2) for lp in scored.logprobs] if scored
+                                    else None)
+            except (_Unavailable, _Malformed) as exc:
+                raise RuntimeFailure(f"{exc} at start-up") from None
+        if logprobs:
+            digest = hashlib.sha256(json.dumps(logprobs).encode()).hexdigest()
+            self.notes.append(f"log-probability fingerprint {digest[:16]} (prompt log-probabilities of fixed strings)")
+        raw = json.dumps([self.url, self.served_model, self.server_info, self.api, texts], sort_keys=True,
                          default=str)
         return hashlib.sha256(raw.encode()).hexdigest()
 
