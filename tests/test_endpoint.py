@@ -478,3 +478,15 @@ def test_the_api_key_is_sent_and_never_written(tiny_model: Any, tiny_tokenizer: 
         assert SECRET.encode() not in data and SECRET.encode("utf-16-le") not in data, path
     assert SECRET not in proc.stdout + proc.stderr
     assert report(out)["config"]["endpoint"]["api_key_env"] == "LM_AUDIT_TEST_KEY"
+
+
+def test_prepare_reports_what_a_server_offers(trained_model: Any, tiny_tokenizer: Any,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with OpenAIStub(trained_model, tiny_tokenizer, shape="legacy") as stub:
+        code, out, err = lm_audit_here(capsys, "prepare", "--model", f"openai:{stub.url}", "--completions")
+    assert code == 0, err
+    assert "completions API; log-likelihoods available" in out and "behavioural fingerprint" in out
+    with OpenAIStub(trained_model, tiny_tokenizer, shape="legacy", echo_shift=5.0) as stub:
+        code, out, err = lm_audit_here(capsys, "prepare", "--model", f"openai:{stub.url}", "--completions")
+    assert code == 0, err
+    assert "log-likelihoods not available" in out and "disagree" in out
