@@ -373,9 +373,11 @@ class OpenAIBackend:
             try:
                 first = self._score_text(text, self.echo_shape, generate=True,  # type: ignore[arg-type]
                                          retry_status=_STARTUP_RETRY_STATUS)
-                if first is None or first.generated is None or not first.generated[0]:
+                # llama.cpp's echo leaves the generated token out: ask for it without echo
+                generated = first.generated if first is not None and first.generated else self._next_token(text)
+                if generated is None or not generated[0]:
                     continue
-                token, lp_generated = first.generated
+                token, lp_generated = generated
                 again = self._score_text(text + token, self.echo_shape, generate=False,  # type: ignore[arg-type]
                                          retry_status=_STARTUP_RETRY_STATUS)
             except (_Refused, _Malformed) as exc:
@@ -390,6 +392,22 @@ class OpenAIBackend:
                 continue
             worst = max(worst or 0.0, abs(lp_prompt - lp_generated))
         return worst
+
+    def _next_token(self, text: str) -> tuple[str, float] | None:
+        """The token the server generates after ``text`` (greedy) and its log-probability, from a
+        plain completion with ``logprobs`` (no echo); None when the answer has none."""
+        assert self._http is not None
+        data = self._http.call("POST", "/completions", {"model": self.served_model, "prompt": text, "max_tokens": 1,
+                                                       "temperature": 0, "logprobs": 1},
+                               retry_status=_STARTUP_RETRY_STATUS)
+        lp = _first_choice(data, self.url).get("logprobs")
+        if not isinstance(lp, dict):
+            return None
+        tokens, values = lp.get("tokens"), lp.get("token_logprobs")
+        if not (isinstance(tokens, list) and isinstance(values, list) and tokens and values
+                and isinstance(values[-1], (int, float))):
+            return None
+        return str(tokens[-1]), float(values[-1])
 
     def _fingerprint(self) -> str:
         """sha256 over the endpoint, the served model, what the server says of it, and its greedy
