@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from reports._escape import code_span as code
 from reports._escape import escape_markdown as esc
 from reports._paired import holm, mcnemar_exact, paired_bootstrap
 from reports._schema import AuditReport, Interval, Metric, ProbeReport, Status
@@ -336,7 +337,7 @@ def render_diff_markdown(d: ReportDiff) -> str:
 
     paired = sum(1 for m in d.metrics if m.test in ("mcnemar", "paired-bootstrap"))
     overlap = sum(1 for m in d.metrics if m.test == "overlap")
-    lines = [f"# Report diff: `{esc(d.old)}` → `{esc(d.new)}`", "",
+    lines = [f"# Report diff: {code(d.old)} → {code(d.new)}", "",
              f"{d.regression_count} regression(s) ({len(d.probe_regressions)} of probes, {len(d.regressions)} of "
              "metrics: significantly worse, a status worse, a value become null, or missing from the new report). "
              f"{paired} metric(s) compared item by item on the same items "

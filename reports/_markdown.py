@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from reports._escape import code_span as code
 from reports._escape import escape_markdown as esc
 from reports._schema import (
     AuditReport,
@@ -41,12 +42,12 @@ def _scorer_lines(report: AuditReport) -> list[str]:
             seen.setdefault((s.name, s.version), s)
     out = []
     for s in seen.values():
-        line = f"- Scorer `{esc(s.name)}` ({esc(s.version)}) measures {esc(s.measures or 'n/a')}"
+        line = f"- Scorer {code(s.name)} ({esc(s.version)}) measures {esc(s.measures or 'n/a')}"
         if s.threshold is not None:
             line += f"; an output counts at score ≥ {s.threshold:g}"
         v = s.validation
         if v is not None:
-            line += (f". On {esc(v.dataset)} (n={v.n}, {v.n_positive} positive; sha256 `{esc(v.sha256[:12])}`), "
+            line += (f". On {esc(v.dataset)} (n={v.n}, {v.n_positive} positive; sha256 {code(v.sha256[:12])}), "
                      f"measured in this run: precision {_fmt(v.precision.value)} {_ci(v.precision.ci)} "
                      f"(n={v.precision.n}), recall {_fmt(v.recall.value)} {_ci(v.recall.ci)} (n={v.recall.n}), "
                      f"F1 {_fmt(v.f1.value)} {_ci(v.f1.ci)}")
@@ -143,7 +144,7 @@ def _time_split(model_s: float | None, scoring_s: float | None) -> str:
 
 
 def _probe_section(p: ProbeReport) -> list[str]:
-    out = [f"### `{esc(p.id)}` v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
+    out = [f"### {code(p.id)} v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
     out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
                f"time: {p.duration_s:.1f}s" + _time_split(p.model_s, p.scoring_s))
     if p.dataset:
@@ -179,8 +180,13 @@ def _probe_section(p: ProbeReport) -> list[str]:
     if p.worst_examples:
         out.append("**Worst examples** (model text, escaped and truncated)")
         out.append("")
+        # A likelihood probe's examples are what the model favoured, not what it said: a pair's two
+        # sentences, or a question and the answer its likelihood preferred.
+        header = (["id", "question, or the sentence found less likely", "favoured text (or the model's answer)",
+                   "expected", "score"] if p.kind == "loglikelihood" else
+                  ["id", "prompt", "model output", "expected", "score"])
         out += _table(
-            ["id", "prompt", "model output", "expected", "score"],
+            header,
             ([esc(e.sample_id), esc(e.prompt, _EXAMPLE_CHARS), esc(e.output, _EXAMPLE_CHARS),
               esc(e.expected, _EXAMPLE_CHARS), _fmt(e.score)] for e in p.worst_examples),
         )
@@ -196,8 +202,8 @@ def _probe_section(p: ProbeReport) -> list[str]:
 
 
 def _risk_line(r: RiskReport) -> list[str]:
-    probes = ", ".join(f"`{esc(x)}`" for x in r.probes) or "—"
-    not_run = ", ".join(f"`{esc(x)}`" for x in r.probes_not_run) or "—"
+    probes = ", ".join(code(x, table=True) for x in r.probes) or "—"
+    not_run = ", ".join(code(x, table=True) for x in r.probes_not_run) or "—"
     return [f"{esc(r.id)}", esc(r.name), r.automation, _status(r.status), probes, not_run]
 
 
@@ -226,7 +232,7 @@ def render_markdown(report: AuditReport) -> str:
         out += [f"> **Partial report ({why}).** Only the probes listed below finished; "
                 "risks whose probes did not run are `not_evaluated`.", ""]
     out += [
-        f"Overall: {_status(report.summary.status)} · run `{esc(run.id)}` · started {esc(run.started_at)}"
+        f"Overall: {_status(report.summary.status)} · run {code(run.id)} · started {esc(run.started_at)}"
         + (f" · {run.duration_s:.1f}s" if run.duration_s is not None else "")
         + f" · seed {run.seed} · {esc(report.tool.name)} {esc(report.tool.version)}"
         + (f" · resumed: {run.cache_hits} model batches from the run's cache, {run.cache_misses} computed"
@@ -234,10 +240,10 @@ def render_markdown(report: AuditReport) -> str:
         + (f" · {run.model_s:.1f}s inside the model" if run.model_s is not None else "")
         + (f" · {run.scoring_s:.1f}s scoring" if run.scoring_s is not None else ""),
         "",
-        f"Model: `{esc(m.id)}` ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
+        f"Model: {code(m.id)} ({esc(m.backend)}, {m.parameters or 'unknown'} parameters, {esc(m.dtype)} on "
         f"{esc(m.device)}, chat template {'on' if m.chat_template else 'off'}) · "
         + {"openai": "behavioural fingerprint", "outputs": "outputs file sha256"}.get(m.backend, "weights sha256")
-        + f" `{esc(m.fingerprint_sha256[:16])}` · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
+        + f" {code(m.fingerprint_sha256[:16])} · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
         "",
         *([f"Model notes: {esc('; '.join(m.notes))}", ""] if m.backend in ("openai", "outputs") and m.notes else []),
         "## Executive summary",
@@ -286,7 +292,7 @@ def render_markdown(report: AuditReport) -> str:
                     shown = _detectable(metric)
                     power = {"—": "", "none at this n": " (too few items to ever fail its bar)"}.get(
                         shown, f" (flags {shown} as fail at 80% power)")
-                    out.append(f"  - `{esc(pid)}` {esc(metric.name)} = {_fmt(metric.value, metric.unit)} "
+                    out.append(f"  - {code(pid)} {esc(metric.name)} = {_fmt(metric.value, metric.unit)} "
                                f"{_ci(metric.ci)}{_corrected(metric)} (n={metric.n}) {_status(metric.status)}{power}")
         out.append("")
 
@@ -304,10 +310,10 @@ def render_markdown(report: AuditReport) -> str:
         "- Bars are each probe's documented defaults, not a release policy; a deployment should set its own.",
         "- Automated probes give evidence, not proof: a pass means the probe's items did not reveal the risk, "
         "not that the model is free of it. Risks marked *partial* or *manual* need the review below.",
-        f"- Model weights fingerprint: sha256 `{esc(m.fingerprint_sha256)}`"
-        + (f" (read from a converted copy whose SHA256SUMS hashes to `{esc(m.converted_sha256)}`)"
+        f"- Model weights fingerprint: sha256 {code(m.fingerprint_sha256)}"
+        + (f" (read from a converted copy whose SHA256SUMS hashes to {code(m.converted_sha256)})"
            if m.converted_sha256 else "")
-        + f"; taxonomy file sha256 `{esc(report.taxonomy.sha256)}`.",
+        + f"; taxonomy file sha256 {code(report.taxonomy.sha256)}.",
         "- Model outputs are untrusted: they are escaped in this report (no HTML, links or images) and "
         "line breaks are shown as ↵.",
     ]
@@ -329,7 +335,7 @@ def render_markdown(report: AuditReport) -> str:
         out.append(f"- Model: {esc(note)}")
     for p in report.probes:
         for lim in p.limitations:
-            out.append(f"- `{esc(p.id)}`: {esc(lim)}")
+            out.append(f"- {code(p.id)}: {esc(lim)}")
     out.append("")
 
     out += ["### What pass, warn, inconclusive and fail mean", ""]
@@ -342,7 +348,7 @@ def render_markdown(report: AuditReport) -> str:
             "value is likely to come out *inconclusive*.",
             "- A *smoke run* (`--limit N`) measures at most N items per probe to check that the audit runs; "
             "a release policy always blocks it.",
-            f"- This run's *depth* is `{esc(str(report.config.get('depth', 'standard')))}`: `quick` runs a third "
+            f"- This run's *depth* is {code(str(report.config.get('depth', 'standard')))}: `quick` runs a third "
             "of each probe's standard items, `standard` (the default) the items sized so that a model halfway "
             "between ideal and fail bar clears the bar (where a probe's limitations do not say otherwise), "
             "`thorough` every project item.",

@@ -121,3 +121,24 @@ def test_interrupted_run_keeps_a_partial_report(backend_factory, tmp_path: Path)
     report = load_report(out / "report.json")
     assert report.run.interrupted and not report.run.complete
     assert "Partial report (interrupted)" in (out / "report.md").read_text()
+
+
+def test_markdown_reads_as_written_when_rendered(report_dir: Path) -> None:
+    """Rendered as GitHub does, every id, name and time reads exactly as in the JSON, with no stray
+    backslash (CommonMark shows escapes inside code spans literally), while model text stays inert
+    (test_model_text_renders_inert)."""
+    import html as htmllib
+
+    report = load_report(report_dir / "report.json")
+    for p in report.probes:  # leave the model's own text out: what is checked here is ours
+        p.worst_examples, p.errors = [], []
+    md = render_markdown(report)
+    text = htmllib.unescape(re.sub(r"<[^>]+>", "", _html(md)))
+    shown = [report.run.id, report.model.id, report.run.started_at, report.model.fingerprint_sha256[:16],
+             *(p.id for p in report.probes), *(a.name for a in report.areas),
+             *(r.name for a in report.areas for r in a.risks)]
+    missing = [s for s in shown if s not in text]
+    assert not missing, missing
+    assert "\\" not in text, text[max(0, text.find("\\") - 80): text.find("\\") + 80]
+    # and the raw file reads cleanly too: no escaped dashes, dots or colons in ids and times
+    assert f"`{report.run.id}`" in md and report.run.started_at in md
