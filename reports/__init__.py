@@ -1,6 +1,7 @@
 """The audit report: schema, JSON I/O and renderers. Of this project it imports only
 ``taxonomy``'s wording of validation errors."""
 
+from reports._csv import render_metrics_csv, render_samples_csv
 from reports._diff import (
     FAMILY_ALPHA,
     IncomparableReports,
@@ -88,6 +89,8 @@ __all__ = [
     "atomic_write_text",
     "diff_reports",
     "escape_markdown",
+    "render_metrics_csv",
+    "render_samples_csv",
     "holm",
     "load_report",
     "load_samples",

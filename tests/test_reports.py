@@ -142,3 +142,34 @@ def test_markdown_reads_as_written_when_rendered(report_dir: Path) -> None:
     assert "\\" not in text, text[max(0, text.find("\\") - 80): text.find("\\") + 80]
     # and the raw file reads cleanly too: no escaped dashes, dots or colons in ids and times
     assert f"`{report.run.id}`" in md and report.run.started_at in md
+
+
+def test_csv_exports_one_row_per_metric_and_samples_without_formulas(report_dir: Path) -> None:
+    import csv
+    import io
+
+    from reports import render_metrics_csv, render_samples_csv
+
+    report = load_report(report_dir / "report.json")
+    rows = list(csv.DictReader(io.StringIO(render_metrics_csv(report))))
+    metrics = [(p.id, m) for p in report.probes for m in p.metrics]
+    assert len(rows) == len(metrics)
+    for row, (pid, m) in zip(rows, metrics):
+        assert row["probe"] == pid and row["metric"] == m.name and row["n"] == str(m.n)
+        assert row["value"] == ("" if m.value is None else repr(m.value))
+    hostile = [{"id": "a", "output": "=HYPERLINK(\"http://x\")", "score": -0.5, "nested": {"k": [1, 2]}},
+               {"id": "b", "output": "@SUM(A1)", "extra": True}]
+    parsed = list(csv.DictReader(io.StringIO(render_samples_csv(hostile))))
+    assert [r["output"] for r in parsed] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1)"]  # text, not formulas
+    assert parsed[0]["score"] == "-0.5" and parsed[0]["nested"] == '{"k": [1, 2]}' and parsed[1]["extra"] == "true"
+    proc = lm_audit_cli("report", "render", str(report_dir / "report.json"), "--format", "csv", "--samples",
+                        "misinformation.truthfulness_mc")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(csv.DictReader(io.StringIO(proc.stdout)))) == report.probe("misinformation.truthfulness_mc").n_samples
+
+
+def lm_audit_cli(*args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, timeout=120)
