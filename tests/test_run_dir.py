@@ -192,6 +192,7 @@ HOLD = """
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)  # as the runner does: a longer pid left by the run before must not show through
 os.write(fd, str(os.getpid()).encode())
 print("held", flush=True)
 time.sleep(120)
