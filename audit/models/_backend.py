@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from audit.cache import BatchCache, ResultCache, cache_key
-from audit.models._requests import generation_id, log_key, loglik_id
+from audit.models._requests import generation_id, log_key, loglik_id, per_request
 from probes.model import (
     Capabilities,
     Generation,
@@ -135,7 +135,7 @@ class MeteredModel:
         finally:
             self._clock.seconds += time.perf_counter() - t0
         if self._store is not None:
-            per = [params] * len(prompts) if isinstance(params, GenerationParams) else list(params)
+            per = per_request(len(prompts), params)
             self._store.put_many([(log_key(generation_id(p, q)), g.model_dump()) for p, q, g in zip(prompts, per, out)])
         return out
 

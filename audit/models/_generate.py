@@ -16,8 +16,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from audit.cache import BatchCache
-from audit.errors import BadInput
 from audit.models._prompts import PromptEncoder
+from audit.models._requests import per_request
 from audit.models._sampling import RowSampler, request_seeds
 from audit.models._tensors import padded
 from probes.model import Generation, GenerationParams, ProgressFn, Prompt
@@ -26,9 +26,7 @@ from probes.model import Generation, GenerationParams, ProgressFn, Prompt
 def group_by_params(n_prompts: int, params: GenerationParams | Sequence[GenerationParams]) -> dict[GenerationParams, list[int]]:
     """Prompt indices by parameter set (one set for all, or one per prompt), in first-seen
     order: prompts with equal parameters share batches; greedy and sampled ones never do."""
-    per_prompt = [params] * n_prompts if isinstance(params, GenerationParams) else list(params)
-    if len(per_prompt) != n_prompts:
-        raise BadInput(f"generate: {n_prompts} prompts but {len(per_prompt)} parameter sets")
+    per_prompt = per_request(n_prompts, params)
     groups: dict[GenerationParams, list[int]] = defaultdict(list)
     for i, p in enumerate(per_prompt):
         groups[p].append(i)

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.cache import BatchCache
 from audit.errors import BadInput, RuntimeFailure
+from audit.models._requests import per_request, plain_layout
 from probes.model import (
     Capabilities,
     Generation,
@@ -191,16 +192,9 @@ def _server_message(resp: Any) -> str:
     return " ".join(str(err).split())[:200]
 
 
-def _plain(prompt: Prompt) -> str:
-    """A conversation in the plain layout the in-process backend uses without a chat template."""
-    if isinstance(prompt, str):
-        return prompt
-    return "".join(f"{m.role.capitalize()}: {m.content}\n" for m in prompt) + "Assistant:"
-
-
 def _request_seed(prompt: Prompt, params: GenerationParams) -> int:
     """One seed per request (prompt and parameters), whatever else runs beside it."""
-    raw = json.dumps([_plain(prompt), params.model_dump(mode="json")], sort_keys=True).encode()
+    raw = json.dumps([plain_layout(prompt), params.model_dump(mode="json")], sort_keys=True).encode()
     return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big")
 
 
@@ -453,9 +447,7 @@ class OpenAIBackend:
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | Sequence[GenerationParams],
                  progress: ProgressFn | None = None, *, cache: BatchCache | None = None) -> list[Generation]:
-        per = [params] * len(prompts) if isinstance(params, GenerationParams) else list(params)
-        if len(per) != len(prompts):
-            raise BadInput(f"generate: {len(prompts)} prompts but {len(per)} parameter sets")
+        per = per_request(len(prompts), params)
         return self._fan_out([(p, q) for p, q in zip(prompts, per)], lambda a: self._generate_one(*a),
                              lambda a: ("openai-generate", self.api, _prompt_key(a[0]), a[1].model_dump(mode="json")),
                              Generation, progress, cache)
@@ -534,7 +526,7 @@ class OpenAIBackend:
             message = choice.get("message") or {}
             text = message.get("content") if isinstance(message, dict) else None
         else:
-            body["prompt"] = _plain(prompt)
+            body["prompt"] = plain_layout(prompt)
             data = self._http.call("POST", "/completions", body)
             choice = _first_choice(data, self.url)
             text = choice.get("text")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from audit.errors import BadInput
+from audit.models._requests import plain_layout
 from probes.model import Prompt
 
 
@@ -33,8 +34,8 @@ class PromptEncoder:
         messages = [{"role": m.role, "content": m.content} for m in prompt]
         if self.use_chat_template:
             return str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt))
-        text = "".join(f"{m.role.capitalize()}: {m.content}\n" for m in prompt)
-        return text + ("Assistant:" if add_generation_prompt else "")
+        text = plain_layout(prompt)
+        return text if add_generation_prompt else text.removesuffix("Assistant:")
 
     def encode(self, prompt: Prompt) -> list[int]:
         """Prompt as token ids; never empty."""

@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audit.cache import BatchCache
 from audit.errors import BadInput
-from audit.models._requests import generation_id, log_key, loglik_id, prompt_record
+from audit.models._requests import (
+    generation_id,
+    log_key,
+    loglik_id,
+    per_request,
+    prompt_record,
+)
 from probes.model import (
     Capabilities,
     Generation,
@@ -48,13 +54,6 @@ class MissingOutputs(Exception):
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
         super().__init__(f"{len(ids)} request(s) have no recorded output (first: {', '.join(ids[:3])})")
-
-
-def _params_list(n: int, params: GenerationParams | Sequence[GenerationParams]) -> list[GenerationParams]:
-    per = [params] * n if isinstance(params, GenerationParams) else list(params)
-    if len(per) != n:
-        raise BadInput(f"generate: {n} prompts but {len(per)} parameter sets")
-    return per
 
 
 class OutputLine(BaseModel):
@@ -114,7 +113,7 @@ class OutputsBackend:
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | Sequence[GenerationParams],
                  progress: ProgressFn | None = None, *, cache: BatchCache | None = None) -> list[Generation]:
-        ids = [generation_id(p, q) for p, q in zip(prompts, _params_list(len(prompts), params))]
+        ids = [generation_id(p, q) for p, q in zip(prompts, per_request(len(prompts), params))]
         missing = [i for i in ids if i not in self.outputs]
         self.used.update(i for i in ids if i in self.outputs)
         if missing:
@@ -156,7 +155,7 @@ class ReplayBackend:
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | Sequence[GenerationParams],
                  progress: ProgressFn | None = None, *, cache: BatchCache | None = None) -> list[Generation]:
-        ids = [generation_id(p, q) for p, q in zip(prompts, _params_list(len(prompts), params))]
+        ids = [generation_id(p, q) for p, q in zip(prompts, per_request(len(prompts), params))]
         return self._replay(ids, Generation, progress)
 
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None, *,
@@ -195,7 +194,7 @@ class RecordingBackend:
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | Sequence[GenerationParams],
                  progress: ProgressFn | None = None, *, cache: BatchCache | None = None) -> list[Generation]:
-        for p, q in zip(prompts, _params_list(len(prompts), params)):
+        for p, q in zip(prompts, per_request(len(prompts), params)):
             rid = generation_id(p, q)
             line = self.requests.setdefault(rid, {"id": rid, "probes": [], **prompt_record(p),
                                                   "params": q.model_dump(mode="json")})

@@ -7,12 +7,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from audit.cache import cache_key
+from audit.errors import BadInput
 from probes.model import GenerationParams, LoglikRequest, Prompt
 
 LOG_PREFIX = "request"
+
+
+def per_request(n: int, params: GenerationParams | Sequence[GenerationParams]) -> list[GenerationParams]:
+    """One parameter set per prompt, from one set for all or one per prompt (checked to match)."""
+    per = [params] * n if isinstance(params, GenerationParams) else list(params)
+    if len(per) != n:
+        raise BadInput(f"generate: {n} prompts but {len(per)} parameter sets")
+    return per
+
+
+def plain_layout(prompt: Prompt) -> str:
+    """A prompt as text for a model without a chat template: a conversation as 'Role: text' lines
+    ending in 'Assistant:' (the in-process backend and the endpoint backend send the same text)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "".join(f"{m.role.capitalize()}: {m.content}\n" for m in prompt) + "Assistant:"
 
 
 def prompt_record(prompt: Prompt) -> dict[str, Any]:
@@ -40,4 +58,4 @@ def log_key(request_id: str) -> str:
     return cache_key(LOG_PREFIX, request_id)
 
 
-__all__ = ["generation_id", "log_key", "loglik_id", "prompt_record"]
+__all__ = ["generation_id", "log_key", "loglik_id", "per_request", "plain_layout", "prompt_record"]
