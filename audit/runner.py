@@ -1,6 +1,6 @@
 """The audit runner: select probes, run them against one model, roll up, write the run directory.
 
-Run directory: report.json, report.md, samples/<probe id>.jsonl, config.json, cache.sqlite,
+Run directory: report.json, report.md, report.html, samples/<probe id>.jsonl, config.json, cache.sqlite,
 and the marker ``.lm-audit-run``. The report is rewritten (atomically) after every probe, so an
 interrupted run keeps what finished.
 
@@ -73,6 +73,7 @@ from reports import (
     TaxonomyInfo,
     ToolInfo,
     atomic_write_text,
+    render_html,
     render_junit,
     render_markdown,
     write_report,
@@ -182,7 +183,7 @@ def _now() -> str:
 # The marker a run leaves in its directory; what --force may remove (and nothing else).
 RUN_MARKER = ".lm-audit-run"
 LOCK_FILE = ".lock"
-_RUN_FILES = ("report.json", "report.md", "config.json")
+_RUN_FILES = ("report.json", "report.md", "report.html", "config.json")
 # Signs of a model checkpoint: a run never writes into one, not even with force.
 _CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "generation_config.json",
                      "adapter_config.json")
@@ -586,6 +587,7 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
         report.run.duration_s = round(time.monotonic() - plan.started, 3)
         write_report(report, run_dir / "report.json")
         atomic_write_text(run_dir / "report.md", render_markdown(report))
+        atomic_write_text(run_dir / "report.html", render_html(report))
 
     try:
         for probe_cls in plan.probes:

@@ -1,6 +1,16 @@
 """The audit report: schema, JSON I/O and renderers. Of this project it imports only
 ``taxonomy``'s wording of validation errors."""
 
+from reports._compare import (
+    CompareCell,
+    CompareColumn,
+    CompareRow,
+    Comparison,
+    PairedTest,
+    compare_reports,
+)
+from reports._compare_html import render_compare_html
+from reports._compare_render import render_compare_json, render_compare_markdown
 from reports._csv import render_metrics_csv, render_samples_csv
 from reports._diff import (
     FAMILY_ALPHA,
@@ -12,6 +22,7 @@ from reports._diff import (
     render_diff_markdown,
 )
 from reports._escape import escape_markdown
+from reports._html import render_html
 from reports._io import (
     ReportError,
     atomic_write_text,
@@ -61,6 +72,10 @@ __all__ = [
     "AuditReport",
     "Breakdown",
     "CheckResult",
+    "CompareCell",
+    "CompareColumn",
+    "CompareRow",
+    "Comparison",
     "DatasetInfo",
     "Example",
     "Figure",
@@ -72,6 +87,7 @@ __all__ = [
     "MetricDiff",
     "ModelInfo",
     "PIIReport",
+    "PairedTest",
     "PolicyReport",
     "ProbeDiff",
     "ProbeReport",
@@ -87,8 +103,12 @@ __all__ = [
     "Threshold",
     "ToolInfo",
     "atomic_write_text",
+    "compare_reports",
     "diff_reports",
     "escape_markdown",
+    "render_compare_html",
+    "render_compare_json",
+    "render_compare_markdown",
     "render_metrics_csv",
     "render_samples_csv",
     "holm",
@@ -97,6 +117,7 @@ __all__ = [
     "mcnemar_exact",
     "paired_bootstrap",
     "render_diff_markdown",
+    "render_html",
     "render_junit",
     "render_markdown",
     "report_json_schema",

@@ -160,9 +160,9 @@ def interval_chart(rows: Sequence[IntervalRow], *, title: str, lo: float | None 
     """An SVG forest plot: one row per ``IntervalRow`` on a shared horizontal axis, the point as a
     dot (a diamond when it has no interval), the 95% interval as a line, the fail bar as a dashed
     red tick and the warn bar as a dotted amber one. Every label is escaped; ``title`` becomes the
-    SVG's accessible name."""
+    SVG's accessible name. Each row's marks are grouped in one ``<g class="row">``."""
     a, b = axis_range(rows, lo, hi)
-    plot_x0, plot_x1 = label_width, width - 90
+    plot_x0, plot_x1 = label_width, width - 130  # room at the right for "inconclusive · n=1234"
     top, height = 8, 8 + row_height * max(len(rows), 1) + 34
 
     def x(v: float) -> float:
@@ -184,6 +184,7 @@ def interval_chart(rows: Sequence[IntervalRow], *, title: str, lo: float | None 
     for i, r in enumerate(rows):
         y = top + row_height * i + row_height / 2
         cls = f"c-{esc(r.status or 'none')}"
+        out.append('<g class="row">')  # one per row, so a reader (or a test) can count and address rows
         out.append(f'<text x="{plot_x0 - 8}" y="{y + 4}" text-anchor="end">{esc(r.label, 60)}</text>')
         for bar, kind in ((r.fail, "fail"), (r.warn, "warn")):
             if bar is not None and math.isfinite(bar):
@@ -208,5 +209,6 @@ def interval_chart(rows: Sequence[IntervalRow], *, title: str, lo: float | None 
             label = (r.status.replace("_", " ") + (" · " + label if label else ""))
         if label:
             out.append(f'<text class="tick" x="{plot_x1 + 8}" y="{y + 4}">{esc(label, 24)}</text>')
+        out.append("</g>")
     out.append("</svg>")
     return "".join(out)

@@ -17,6 +17,30 @@ from reports._schema import (
 )
 
 _EXAMPLE_CHARS = 400
+# GitHub job summaries (and comments) take at most 1 MiB; a longer report.md is trimmed to fit,
+# with room to spare for a summary someone appends to.
+MARKDOWN_LIMIT_BYTES = 1_000_000
+
+
+class _Detail:
+    """How much per-probe detail a rendering keeps; each level drops more, to fit the size limit."""
+
+    LEVELS = ("full", "short examples", "no examples", "no breakdowns")
+
+    def __init__(self, level: int = 0) -> None:
+        self.level = level
+
+    @property
+    def example_chars(self) -> int:
+        return _EXAMPLE_CHARS if self.level == 0 else 120
+
+    @property
+    def examples(self) -> bool:
+        return self.level < 2
+
+    @property
+    def breakdowns(self) -> bool:
+        return self.level < 3
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -143,7 +167,7 @@ def _time_split(model_s: float | None, scoring_s: float | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _probe_section(p: ProbeReport) -> list[str]:
+def _probe_section(p: ProbeReport, detail: _Detail) -> list[str]:
     out = [f"### {code(p.id)} v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
     out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
                f"time: {p.duration_s:.1f}s" + _time_split(p.model_s, p.scoring_s))
@@ -167,7 +191,7 @@ def _probe_section(p: ProbeReport) -> list[str]:
             if m.correction_note:
                 out.append(f"- *{esc(m.name)}* scorer error: {esc(m.correction_note)}")
         out.append("")
-        for m in p.metrics:
+        for m in p.metrics if detail.breakdowns else []:
             for b in m.breakdowns:
                 out.append(f"**{esc(m.name)} by {esc(b.by)}**")
                 out.append("")
@@ -177,7 +201,7 @@ def _probe_section(p: ProbeReport) -> list[str]:
         out.append("**Errors**")
         out.append("")
         out += [f"- {esc(e, max_chars=_EXAMPLE_CHARS)}" for e in p.errors] + [""]
-    if p.worst_examples:
+    if p.worst_examples and detail.examples:
         out.append("**Worst examples** (model text, escaped and truncated)")
         out.append("")
         # A likelihood probe's examples are what the model favoured, not what it said: a pair's two
@@ -187,8 +211,8 @@ def _probe_section(p: ProbeReport) -> list[str]:
                   ["id", "prompt", "model output", "expected", "score"])
         out += _table(
             header,
-            ([esc(e.sample_id), esc(e.prompt, _EXAMPLE_CHARS), esc(e.output, _EXAMPLE_CHARS),
-              esc(e.expected, _EXAMPLE_CHARS), _fmt(e.score)] for e in p.worst_examples),
+            ([esc(e.sample_id), esc(e.prompt, detail.example_chars), esc(e.output, detail.example_chars),
+              esc(e.expected, detail.example_chars), _fmt(e.score)] for e in p.worst_examples),
         )
     if p.scorers:
         out.append("Scorers: " + "; ".join(f"{esc(s.name)} {esc(s.version)}"
@@ -207,10 +231,40 @@ def _risk_line(r: RiskReport) -> list[str]:
     return [f"{esc(r.id)}", esc(r.name), r.automation, _status(r.status), probes, not_run]
 
 
-def render_markdown(report: AuditReport) -> str:
-    """The human-readable report: summary, coverage, evidence per risk, methodology, checklist."""
+def render_markdown(report: AuditReport, max_bytes: int | None = MARKDOWN_LIMIT_BYTES) -> str:
+    """The human-readable report: summary, coverage, evidence per risk, methodology, checklist.
+
+    Over ``max_bytes`` (UTF-8; None: no limit) the per-probe detail is trimmed step by step —
+    shorter worst examples, then none, then no breakdown tables — and a notice at the top says
+    what was left out and where the full detail is (report.json, report.html, samples/). If even
+    that is too long, the text is cut at the limit with the same notice."""
+    text = _render(report, _Detail())
+    if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+        return text
+    for level in range(1, len(_Detail.LEVELS)):
+        text = _render(report, _Detail(level), trimmed=(_Detail.LEVELS[level], max_bytes))
+        if len(text.encode("utf-8")) <= max_bytes:
+            return text
+    cut = text.encode("utf-8")[: max_bytes - 200].decode("utf-8", errors="ignore")
+    cut = cut[: cut.rfind("\n")] if "\n" in cut else cut
+    return cut + "\n\n> **Cut here at the size limit.** The rest is in report.json and report.html.\n"
+
+
+def _trim_notice(trimmed: tuple[str, int] | None) -> list[str]:
+    if trimmed is None:
+        return []
+    level, limit = trimmed
+    dropped = {"short examples": "worst examples shortened to 120 characters",
+               "no examples": "worst examples left out",
+               "no breakdowns": "worst examples and per-group breakdown tables left out"}[level]
+    return [f"> **Trimmed to fit {limit:,} bytes** (a GitHub job summary holds at most 1 MiB): "
+            f"{dropped}. The full detail is in report.json and report.html beside this file, and every "
+            "sample in samples/.", ""]
+
+
+def _render(report: AuditReport, detail: _Detail, trimmed: tuple[str, int] | None = None) -> str:
     m, run = report.model, report.run
-    out: list[str] = [f"# LM risk audit — {esc(m.id)}", ""]
+    out: list[str] = [f"# LM risk audit — {esc(m.id)}", "", *_trim_notice(trimmed)]
     if run.smoke:
         limit = report.config.get("limit")
         out += [f"> **SMOKE RUN (`--limit {esc(str(limit))}`).** At most {esc(str(limit))} items per probe: a quick "
@@ -298,7 +352,7 @@ def render_markdown(report: AuditReport) -> str:
 
     out += ["## Probe results", ""]
     for p in report.probes:
-        out += _probe_section(p)
+        out += _probe_section(p, detail)
 
     out += ["## Methodology and limitations", ""]
     out += [

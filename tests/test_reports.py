@@ -21,9 +21,10 @@ HOSTILE = ('<script>alert(1)</script> ![x](http://evil.example/p.png) [go](javas
            'a | b <img src=x onerror=alert(1)> www.evil.example\n# injected heading\n| fake | row |')
 
 
-@pytest.fixture()
-def report_dir(backend_factory, tmp_path: Path) -> Path:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def report_dir(backend_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One audit for the module's tests, which read it and never change its files."""
+    out = tmp_path_factory.mktemp("reports") / "run"
     run_audit(AuditConfig(model="tiny", out=out, limit=6), model=backend_factory())
     return out
 
@@ -173,3 +174,26 @@ def lm_audit_cli(*args: str):  # type: ignore[no-untyped-def]
     import sys
 
     return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_markdown_is_trimmed_to_the_job_summary_limit_and_says_so(report_dir: Path) -> None:
+    """A report too long for a GitHub job summary (1 MiB) sheds per-probe detail, worst examples first,
+    and says at the top what it left out and where the full detail is; the findings stay."""
+    report = load_report(report_dir / "report.json")
+    full = render_markdown(report)
+    assert "Trimmed to fit" not in full
+    for p in report.probes:  # ~0.5 MB of model text: long examples everywhere
+        p.worst_examples = [Example(sample_id=f"{p.id}-{i}", prompt="p" * 3000, output="o " * 1500, score=1.0)
+                            for i in range(10)]
+    big = render_markdown(report, max_bytes=None)
+    assert len(big.encode()) > 300_000
+    limit = len(full.encode()) + 40_000  # room for short examples, not for long ones
+    trimmed = render_markdown(report, max_bytes=limit)
+    assert len(trimmed.encode()) <= limit
+    assert "Trimmed to fit" in trimmed and "report.json" in trimmed.split("## Executive summary")[0]
+    assert "worst examples shortened" in trimmed and "o o o" in trimmed
+    tight = render_markdown(report, max_bytes=len(full.encode()) + 2_000)
+    assert "worst examples left out" in tight and "o o o" not in tight
+    assert "## Findings by risk" in tight and "## Manual review checklist" in tight
+    tiny = render_markdown(report, max_bytes=20_000)  # even the findings do not fit: cut, and said
+    assert len(tiny.encode()) <= 20_000 and "Cut here at the size limit" in tiny

@@ -12,7 +12,16 @@ import sys
 import click
 
 # Importing the command modules registers their commands on the group.
-from audit.cli import _gate, _prepare, _replay, _report, _run, _scorers, _taxonomy  # noqa: F401
+from audit.cli import (  # noqa: F401
+    _compare,
+    _gate,
+    _prepare,
+    _replay,
+    _report,
+    _run,
+    _scorers,
+    _taxonomy,
+)
 from audit.cli._group import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,

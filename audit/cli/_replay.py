@@ -141,6 +141,7 @@ def rescore(run_dir: Path, scorer_choices: tuple[str, ...], scorer_labels: tuple
             click.echo(f"  probe {shown(p.id)}: {shown(p.notes[0])}", err=True)
     click.echo(f"report: {shown(Path(report.run.directory) / 'report.json')}")
     click.echo(f"report: {shown(Path(report.run.directory) / 'report.md')}")
+    click.echo(f"report: {shown(Path(report.run.directory) / 'report.html')}")
     if report.policy is not None:
         print_gate(report.policy)
         if report.policy.exit_code:

@@ -17,17 +17,19 @@ def report() -> None:
 
 @report.command(name="render")
 @click.argument("report_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "json", "csv"]), default="md",
-              help="md, json, or csv (one row per metric; with --samples, that probe's samples).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "csv"]), default="md",
+              help="md, html (one self-contained page, as report.html), json, or csv (one row per metric; with "
+                   "--samples, that probe's samples).")
 @click.option("--samples", "samples_of", metavar="PROBE_ID",
               help="With --format csv: the samples of this probe (from the run directory's samples/), one row each.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write here instead of standard output.")
 def report_render(report_file: Path, fmt: str, samples_of: str | None, out: Path | None) -> None:
-    """Render REPORT_FILE (a report.json) as Markdown, JSON or CSV."""
+    """Render REPORT_FILE (a report.json) as Markdown, HTML, JSON or CSV."""
     from audit.errors import BadInput
     from reports import (
         atomic_write_text,
         load_report,
+        render_html,
         render_markdown,
         render_metrics_csv,
         render_samples_csv,
@@ -50,6 +52,8 @@ def report_render(report_file: Path, fmt: str, samples_of: str | None, out: Path
         text = render_samples_csv(records)
     elif fmt == "csv":
         text = render_metrics_csv(rep)
+    elif fmt == "html":
+        text = render_html(rep)
     else:
         text = render_markdown(rep) if fmt == "md" else rep.model_dump_json(indent=2)
     if out:

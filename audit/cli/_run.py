@@ -110,7 +110,7 @@ class _Bar(Progress):
 def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tuple[str, ...],
         scorer_labels: tuple[str, ...], scorer_threshold: tuple[str, ...], pii_nlp_model: str | None,
         pii_entities: tuple[str, ...], pii_threshold: float | None, **flags: Any) -> None:
-    """Run an audit and write report.json, report.md and samples/ to the run directory."""
+    """Run an audit and write report.json, report.md, report.html and samples/ to the run directory."""
     from audit.config import layered, load_config_file
 
     file_values = load_config_file(config_file) if config_file else {}
@@ -157,6 +157,7 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
             click.echo(f"  probe {shown(p.id)} errored: {one_line(p.errors[0])}", err=True)
     click.echo(f"report: {shown(run_dir / 'report.json')}")
     click.echo(f"report: {shown(run_dir / 'report.md')}")
+    click.echo(f"report: {shown(run_dir / 'report.html')}")
     if report.policy is not None:
         print_gate(report.policy)
         if report.policy.exit_code:
