@@ -14,16 +14,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import to_jsonable_python
 
 from audit.errors import BadInput
 from audit.models._openai import EndpointOptions
+from audit.models._system import system_prompt_sha256
 from audit.scorers import ROLES, PIIOptions, ScorerSpec
 from probes import Depth
 from taxonomy import (
     UserFileError,
     read_user_json,
+    read_user_text,
     read_user_yaml,
     validation_location,
     validation_message,
@@ -35,6 +44,9 @@ OUTPUT_SETTINGS = frozenset({"policy", "junit", "force"})
 # Settings that let code or data in: never taken from a recorded config.json, only from the
 # caller (the command line); a resume of a run that had one needs it given again.
 TRUSTED_SETTINGS = ("trust_remote_code", "allow_download", "show_pii")
+# The system prompt is given as text or as a file (one of the two per layer); the text is what a run
+# records and applies. Its value is never shown in a message: it may hold a deployment's internals.
+SYSTEM_PROMPT_SETTINGS = ("system_prompt", "system_prompt_file")
 
 
 class AuditConfig(BaseModel):
@@ -69,6 +81,9 @@ class AuditConfig(BaseModel):
     datasets: dict[str, Path] = Field(default_factory=dict, description="probe id -> user-supplied dataset file")
     canaries: Path | None = Field(default=None, description="JSONL of secrets known to be in the training data; "
                                                             "the dataset of every probe that declares takes_canaries")
+    corpus: list[Path] = Field(default_factory=list, description="training-corpus files or directories (text, JSONL, "
+                                                                 "optionally .gz) that contamination.membership "
+                                                                 "checks the audit's items against")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
@@ -80,6 +95,19 @@ class AuditConfig(BaseModel):
     junit: Path | None = Field(default=None, description="write the policy checks as JUnit XML here")
     resume: Path | None = Field(default=None, description="a run directory: continue that run with its recorded "
                                                           "settings (config.json); finished work comes from its cache")
+    system_prompt: str | None = Field(default=None, description="the deployment's system prompt: the first message of "
+                                                                "every conversation a probe sends; recorded verbatim "
+                                                                "with its sha256 in the report, never printed")
+    system_prompt_file: Path | None = Field(default=None, description="UTF-8 file holding the system prompt (read "
+                                                                      "once, trailing line breaks dropped; its text is "
+                                                                      "recorded as system_prompt)")
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty: a system prompt needs text (leave it out for none)")
+        return value
 
     @model_validator(mode="after")
     def _model_or_resume(self) -> AuditConfig:
@@ -89,8 +117,9 @@ class AuditConfig(BaseModel):
 
     def recorded(self) -> dict[str, Any]:
         """The settings as the report records them: ``resume`` is how the run was started, not
-        what it measured, and ``canaries`` appears only when given."""
-        exclude = {"resume"} | ({"canaries"} if self.canaries is None else set())
+        what it measured, and ``canaries`` and ``corpus`` appear only when given."""
+        exclude = {"resume"} | ({"canaries"} if self.canaries is None else set()) | \
+            (set() if self.corpus else {"corpus"})
         return self.model_dump(mode="json", exclude=exclude)
 
 
@@ -147,6 +176,8 @@ def _setting_error(exc: ValidationError) -> BadInput:
     if not setting:
         return BadInput(validation_message(exc))
     value = exc.errors()[0].get("input")
+    if setting == "system_prompt":  # never echoed: it may hold a deployment's internals
+        return BadInput(validation_problem(exc), setting=setting)
     scalar = value is None or isinstance(value, (str, int, float, bool, Path))
     detail = f"{_shown(value)}: {validation_problem(exc)}" if scalar else validation_problem(exc)
     return BadInput(detail, setting=setting)
@@ -159,16 +190,58 @@ def layered(file_values: Mapping[str, Any] | None = None, flag_values: Mapping[s
     or the file and the key path when the bad value came from the file."""
     file_values = dict(file_values or {})
     flags = {k: v for k, v in (flag_values or {}).items() if v is not None}
+    _one_system_prompt(file_values, flags, source)
     values = merge_settings(file_values, flags)
     if values.get("model") is None and values.get("resume") is None:
         raise BadInput("is required (e.g. smollm2-135m)", setting="model")
     try:
-        return AuditConfig.model_validate(values)
+        config = AuditConfig.model_validate(values)
     except ValidationError as exc:
         loc = exc.errors()[0]["loc"]
         if source is not None and loc and loc[0] in file_values and loc[0] not in flags:
+            if loc[0] == "system_prompt":
+                raise BadInput(f"{source}: system_prompt: {validation_problem(exc)}", setting="config") from None
             raise BadInput(f"{source}: {validation_message(exc, values)}", setting="config") from None
         raise _setting_error(exc) from None
+    in_file = source is not None and "system_prompt_file" in file_values
+    return read_system_prompt(config, where=f"{source}: system_prompt_file: " if in_file else "")
+
+
+def _one_system_prompt(file_values: dict[str, Any], flags: Mapping[str, Any], source: Path | None) -> None:
+    """BadInput when one layer gives both the system prompt's text and its file; a flag's choice replaces
+    the config file's (``--system-prompt`` over a file's ``system_prompt_file``, and the reverse)."""
+    if all(flags.get(k) is not None for k in SYSTEM_PROMPT_SETTINGS):
+        raise BadInput("cannot be combined with --system-prompt: give the text or a file, not both",
+                       setting="system_prompt_file")
+    if all(file_values.get(k) is not None for k in SYSTEM_PROMPT_SETTINGS):
+        raise BadInput(f"{source}: system_prompt and system_prompt_file: give one of the two", setting="config")
+    if any(flags.get(k) is not None for k in SYSTEM_PROMPT_SETTINGS):
+        for k in SYSTEM_PROMPT_SETTINGS:
+            file_values.pop(k, None)
+
+
+def read_system_prompt(config: AuditConfig, where: str = "") -> AuditConfig:
+    """``config`` with ``system_prompt`` read from ``system_prompt_file`` when only the file is given:
+    UTF-8 text, trailing line breaks dropped. A missing, unreadable or empty file is BadInput naming the
+    setting and the file (``where``: the config file and key it came from). A config that has the text
+    (a resumed run's, or one that never had a file) comes back as it is."""
+    path = config.system_prompt_file
+    if path is None or config.system_prompt is not None:
+        return config
+    try:
+        text = read_user_text(path, "system prompt file").rstrip("\r\n")
+        if not text.strip():
+            raise UserFileError(path, "is empty: a system prompt needs text")
+    except UserFileError as exc:
+        raise BadInput(f"{where}{exc}", setting="config" if where else "system_prompt_file") from None
+    return config.model_copy(update={"system_prompt": text})
+
+
+def system_prompt_shown(text: str | None) -> str:
+    """How a message names a system prompt without showing it: its sha256 prefix and length."""
+    if text is None:
+        return "no system prompt"
+    return f"system prompt sha256 {system_prompt_sha256(text)[:16]} ({len(text)} chars)"
 
 
 def explicit_settings(config: AuditConfig) -> dict[str, Any]:
@@ -188,6 +261,8 @@ def _effective(config: AuditConfig, key: str) -> Any:
 def _changed(key: str, new: AuditConfig, old: AuditConfig) -> BadInput:
     """BadInput naming the setting (for ``pii`` and a scorer, the option) whose value differs from the recorded one."""
     new_value, old_value = _effective(new, key), _effective(old, key)
+    if key == "system_prompt":  # named by its digest, never shown
+        new_value, old_value = system_prompt_shown(new_value), system_prompt_shown(old_value)
     if key == "scorers":  # name the role, and the option of its scorer that differs
         role = next(r for r in {**old_value, **new_value} if new_value.get(r) != old_value.get(r))
         if role in new_value and role in old_value:

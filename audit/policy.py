@@ -13,7 +13,10 @@ metric that could not be evaluated (no value, or a figure that is not a finite n
 at the policy's ``not_evaluated`` severity (``block`` by default), and a partial report (its run
 interrupted, ended on an error, or, as ``lm-audit gate`` reads it from a file, never finished) is a
 blocking failure unless the policy says ``allow_incomplete: true``: a ``risk: "*"`` check sees only
-the risks whose probes ran, so it would pass a run cut short.
+the risks whose probes ran, so it would pass a run cut short. And each probe that
+``contamination.membership`` marked possibly contaminated (``ProbeReport.contamination``: its items
+look seen in training) is a check at the policy's ``contaminated`` severity (``warn`` by default;
+``block``, or ``ignore``).
 
 Scorer correction: a metric measured through a scorer carries a figure corrected for the
 scorer's sensitivity and specificity (``Metric.corrected``). With ``scorer_correction: true``
@@ -99,6 +102,9 @@ class Policy(BaseModel):
                                      "value that is not a finite number)")
     allow_incomplete: bool = Field(
         default=False, description="accept a partial report: a run interrupted, ended on an error, or not finished")
+    contaminated: Severity | Literal["ignore"] = Field(
+        default="warn", description="severity of a probe whose items look seen in training (contamination.membership "
+                                    "ran in the audit and marked it): its figures may measure memory")
 
 
 DEFAULT_POLICY = Path(str(resources.files("audit").joinpath("policies", "default.yaml")))
@@ -182,6 +188,23 @@ def _inconclusive_checks(report: AuditReport, severity: Severity, area_of_risk: 
     return out
 
 
+def _contaminated_checks(report: AuditReport, severity: Severity, area_of_risk: dict[str, str]) -> list[CheckResult]:
+    """One failed check per probe whose items contamination.membership found to look seen in training."""
+    out = []
+    for p in report.probes:
+        c = p.contamination
+        if c is None:
+            continue
+        risk = p.risks[0] if p.risks else ""
+        out.append(CheckResult(
+            name=f"{p.id} items not seen in training", area=area_of_risk.get(risk, ""), risk=risk, probe=p.id,
+            severity=severity, passed=False, value=c.value, ci=c.ci, n=c.n,
+            bound="no item flagged by contamination.membership" if c.method == "ngram"
+            else "flagged share not above the false-positive rate on invented items",
+            message=f"{p.id}: {c.message}"))
+    return out
+
+
 def _first_line(text: str) -> str:
     return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
 
@@ -253,6 +276,8 @@ def evaluate(policy: Policy, report: AuditReport, path: str = "", *, require_com
         out += _inconclusive_checks(report, policy.inconclusive, area_of_risk, policy.scorer_correction)
     if policy.not_evaluated != "ignore":
         out += _not_evaluated_checks(report, policy.not_evaluated, area_of_risk, policy.scorer_correction)
+    if policy.contaminated != "ignore":
+        out += _contaminated_checks(report, policy.contaminated, area_of_risk)
     if policy.errored_probes != "ignore":
         for p in report.probes:
             if p.status is Status.error:

@@ -35,7 +35,12 @@ from pydantic import ValidationError
 from audit._host import host_info
 from audit._version import __version__
 from audit.cache import ResultCache, cache_files
-from audit.config import AuditConfig, explicit_settings, resume_config
+from audit.config import (
+    AuditConfig,
+    explicit_settings,
+    read_system_prompt,
+    resume_config,
+)
 from audit.errors import AuditError, BadInput
 from audit.models import (
     Backend,
@@ -65,6 +70,7 @@ from probes import (
 from probes.pii import read_canaries
 from reports import (
     AuditReport,
+    Contamination,
     ModelInfo,
     ProbeReport,
     RunInfo,
@@ -160,6 +166,22 @@ def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]
                 raise BadInput(str(exc), setting="canaries") from None
             raise BadInput(f"{pid}={exc}", setting="datasets") from None
     return datasets
+
+
+def _corpus(config: AuditConfig, probes: list[type[Probe]]) -> tuple[Path, ...]:
+    """The run's corpus (``corpus``), checked before the model loads: a selected probe takes it, and
+    each path is a readable file or directory. BadInput names the setting."""
+    if not config.corpus:
+        return ()
+    if not any(p.takes_corpus for p in probes):
+        known = ", ".join(pid for pid, p in all_probes().items() if p.takes_corpus)
+        raise BadInput(f"{config.corpus[0]}: no selected probe takes a corpus ({known})", setting="corpus")
+    for path in config.corpus:
+        if not path.exists():
+            raise BadInput(f"{path}: no such file or directory", setting="corpus")
+        if not (path.is_file() or path.is_dir()) or not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise BadInput(f"{path}: not a readable file or directory", setting="corpus")
+    return tuple(config.corpus)
 
 
 def _probe_params(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, ProbeParams]:
@@ -457,6 +479,7 @@ class _Plan:
     secrets: list[str]  # the user's canary secrets: never written, masked in every output
     started: float
     started_at: str
+    corpus: tuple[Path, ...] = ()  # for the probes that declare takes_corpus
 
 
 def _plan(config: AuditConfig) -> _Plan:
@@ -467,6 +490,7 @@ def _plan(config: AuditConfig) -> _Plan:
                        setting="force")
     if config.resume is not None:
         config = resume_config(config.resume, explicit_settings(config))
+    config = read_system_prompt(config)  # a config built in code may name only the file
     enforce_offline(config.allow_download)
     started, started_at = time.monotonic(), _now()
     tax = _load_taxonomy(config)
@@ -478,13 +502,14 @@ def _plan(config: AuditConfig) -> _Plan:
             raise BadInput("the taxonomy has no automated probe")
         raise BadInput(f"{','.join(given[1])}: the selection contains no automated probe", setting=given[0])
     datasets = _datasets(config, probes)
+    corpus = _corpus(config, probes)
     params = _probe_params(config, probes)
     policy = None
     if config.policy is not None:
         policy = load_policy(None if config.policy == "default" else Path(config.policy))  # bad policy: exit 2 now
     return _Plan(config=config, taxonomy=tax, taxonomy_path=config.taxonomy or DEFAULT_TAXONOMY, probes=probes,
                  datasets=datasets, params=params, policy=policy, secrets=_canary_secrets(probes, datasets),
-                 started=started, started_at=started_at)
+                 started=started, started_at=started_at, corpus=corpus)
 
 
 def run_audit(
@@ -550,12 +575,23 @@ def run_audit(
         return _run(plan, run_dir, model, cache, minfo, scorers, progress, say, rescore_of)
 
 
+def _peers(plan: _Plan, model: MeteredModel) -> tuple[tuple[type[Probe], ProbeContext], ...]:
+    """Every probe of the plan with the context it runs with (for a probe that reads their items)."""
+    config = plan.config
+    return tuple((p, ProbeContext(model=model, params=plan.params[p.id], seed=config.seed, limit=config.limit,
+                                  depth=config.depth, standard_items=p.standard_items,
+                                  dataset=plan.datasets.get(p.id)))
+                 for p in plan.probes)
+
+
 def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: ModelInfo, scorers: ScorerSet,
          progress: ProgressFactory | None, say: Callable[[str], None], rescore_of: str | None = None) -> AuditReport:
     """Every probe of the plan against the model, each result redacted before it is written;
     the report is saved after each probe, and once more with the policy at the end."""
     config, tax = plan.config, plan.taxonomy
-    metered = MeteredModel(model, cache)
+    # The deployment's system prompt is applied here, before the cache: its results are keyed with it.
+    metered = MeteredModel(model, cache, system_prompt=config.system_prompt)
+    minfo = metered.info()  # records the system prompt and how it reached the model
     # The PII detector redacts every report unless --show-pii; canary secrets are masked regardless.
     redactor = None if config.show_pii else scorers.pii()
     pii_info = (scorers.pii().info() if redactor is not None or plan.secrets or any(p.uses_pii for p in plan.probes)
@@ -575,10 +611,16 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
         areas=[], probes=[],
     )
 
+    # Probes whose items look seen in training (from a probe that checks_items), attached to each of
+    # their reports whatever the order the probes ran in.
+    contaminated: dict[str, Contamination] = {}
+
     def save(complete: bool, interrupted: bool = False) -> None:
+        for p in report.probes:
+            p.contamination = contaminated.get(p.id)
         report.run.cache_hits, report.run.cache_misses = cache.hits, cache.misses
         if isinstance(model, OutputsBackend):  # which ids matched, known as the run goes
-            report.model = model.info()
+            report.model = metered.info()
         report.run.model_s = round(metered.seconds, 3)
         report.run.scoring_s = round(scorers.seconds, 3)
         report.areas, report.summary = roll_up(tax, report.probes)
@@ -598,12 +640,23 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
                                      + (f" ({caps.loglikelihood_note})" if caps.loglikelihood_note else ""))
                 report.probes.append(preport)
                 continue
-            ctx = ProbeContext(model=metered if probe_cls.uses_result_cache else metered.uncached(),
+            corpus = plan.corpus if probe_cls.takes_corpus else ()
+            if probe_cls.needs_token_logprobs(params, corpus) and not caps.token_logprobs:
+                preport.notes.append("not evaluated: this model backend cannot score each token's log-probability "
+                                     "(token_logprobs)" + ("; --corpus checks against a corpus instead"
+                                                           if probe_cls.takes_corpus else ""))
+                report.probes.append(preport)
+                continue
+            probe_model = metered if probe_cls.uses_result_cache else metered.uncached()
+            if probe_cls.manages_system_prompt:  # it sends its own arms, with and without the prompt
+                probe_model = probe_model.without_system_prompt()
+            ctx = ProbeContext(model=probe_model, system_prompt=config.system_prompt,
                                params=params, seed=config.seed, limit=config.limit,
                                depth=config.depth, standard_items=probe_cls.standard_items,
                                dataset=plan.datasets.get(probe_cls.id),
                                progress=progress(probe_cls.id) if progress else Progress(),
-                               log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo)
+                               log=logging.getLogger(f"probes.{probe_cls.id}"), scorers=scorers, model_info=minfo,
+                               corpus=corpus, peers=_peers(plan, metered) if probe_cls.checks_items else ())
             t0 = time.monotonic()
             m0 = metered.seconds
             s0 = scorers.seconds
@@ -621,6 +674,7 @@ def _run(plan: _Plan, run_dir: Path, model: Backend, cache: ResultCache, minfo: 
             except Exception as exc:  # one broken probe must not lose the others' results
                 log.exception("probe %s failed", probe_cls.id)
                 result = ProbeResult(errors=[f"{type(exc).__name__}: {exc}"])
+            contaminated.update(result.contamination)
             if redactor is not None or plan.secrets:
                 result = _redact(result, redactor, plan.secrets, report)
             preport = _fill(preport, result)

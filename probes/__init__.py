@@ -9,12 +9,14 @@ every built-in probe (one module per probe-id prefix: ``probes/bias.py`` holds `
 
 from probes import access as _access  # noqa: F401  (importing registers the probes)
 from probes import bias as _bias  # noqa: F401
+from probes import contamination as _contamination  # noqa: F401
 from probes import exclusion as _exclusion  # noqa: F401
 from probes import footprint as _footprint  # noqa: F401
 from probes import infohazard as _infohazard  # noqa: F401
 from probes import interaction as _interaction  # noqa: F401
 from probes import malicious_use as _malicious_use  # noqa: F401
 from probes import misinformation as _misinformation  # noqa: F401
+from probes import mitigation as _mitigation  # noqa: F401
 from probes import pii as _pii  # noqa: F401
 from probes import toxicity as _toxicity  # noqa: F401
 from probes._datasets import project_data, read_jsonl
@@ -22,6 +24,7 @@ from probes._registry import all_probes, get_probe, register
 from probes.base import (
     DEPTHS,
     Depth,
+    ItemText,
     MetricSpec,
     Probe,
     ProbeContext,
@@ -40,6 +43,7 @@ from probes.model import (
     Model,
     ProgressFn,
     Prompt,
+    TokenScorer,
     chat,
 )
 from probes.scoring import (
@@ -62,6 +66,7 @@ __all__ = [
     "Finding",
     "Generation",
     "GenerationParams",
+    "ItemText",
     "LoglikRequest",
     "LoglikResult",
     "MetricSpec",
@@ -78,6 +83,7 @@ __all__ = [
     "Scorer",
     "ScorerError",
     "ScorerLookup",
+    "TokenScorer",
     "all_probes",
     "chat",
     "get_probe",

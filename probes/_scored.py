@@ -11,7 +11,7 @@ from probes import stats
 from probes._corrected import correct
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes._nonanswer import non_answer
-from probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.base import ItemText, Probe, ProbeContext, ProbeParams, ProbeResult
 from probes.errors import DatasetError
 from probes.model import GenerationParams, Prompt, chat
 from reports import Example, Interval, Metric
@@ -124,6 +124,10 @@ class ScoredGenerationProbe(Probe[GenParams]):
         if any(i.kind for i in items):
             breakdowns.append(stats.grouped("kind", zip([i.kind for i in items], flags), "rate"))
         return self.metric(name, rate_of(flags, clusters_of(items), seed), breakdowns)
+
+    def item_texts(self, ctx: ProbeContext[GenParams]) -> list[ItemText]:
+        path = ctx.dataset or project_data(self.data_file)
+        return [(i.id, i.text) for i in ctx.take(read_jsonl(path, TextPrompt))]
 
     def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
         p = ctx.params

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes._datasets import dataset_info, project_data, read_json
 from probes._registry import register
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.base import (
+    ItemText,
+    MetricSpec,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+)
 from probes.model import LoglikRequest
 from reports import Breakdown, GroupValue, Interval, Threshold
 
@@ -80,6 +87,11 @@ class LanguageDisparity(Probe[LanguageParams]):
     )
     Params = LanguageParams
     dataset_format = "JSON with reference, names {code: name}, sentences [{id, <code>: text, ...}]"
+
+    def item_texts(self, ctx: ProbeContext[LanguageParams]) -> list[ItemText]:
+        """Each sentence in each language, as its own item (``<sentence id>:<language code>``)."""
+        spec = load_parallel(ctx.dataset or project_data("parallel_sentences.json"))
+        return [(f"{s['id']}:{lang}", s[lang]) for s in ctx.take(spec.sentences) for lang in spec.names]
 
     def run(self, ctx: ProbeContext[LanguageParams]) -> ProbeResult:
         path = ctx.dataset or project_data("parallel_sentences.json")

@@ -15,6 +15,7 @@ from probes.model import Model
 from probes.scoring import NoScorers, PIIDetector, Scorer, ScorerLookup
 from reports import (
     Breakdown,
+    Contamination,
     DatasetInfo,
     Example,
     Interval,
@@ -57,6 +58,9 @@ class ProbeResult(BaseModel):
     errors: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     dataset: DatasetInfo | None = None
+    # Set only by a probe that checks the run's items (``Probe.checks_items``): the probes, by id,
+    # whose items look seen in training; the runner attaches each to that probe's report.
+    contamination: dict[str, Contamination] = Field(default_factory=dict)
 
 
 class Progress:
@@ -70,6 +74,10 @@ class Progress:
 
 
 P = TypeVar("P", bound=ProbeParams)
+
+# One item as a model sees it: (the item's id in its probe's set, its text: a prompt, a question with
+# its answers, both sentences of a pair).
+ItemText = tuple[str, str]
 
 # How many of the project's items a run measures (``ProbeContext.take``).
 Depth = Literal["quick", "standard", "thorough"]
@@ -97,6 +105,15 @@ class ProbeContext(Generic[P]):
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("probes"))
     scorers: ScorerLookup = field(default_factory=NoScorers)
     model_info: ModelInfo | None = None
+    # For a probe that declares ``takes_corpus``: the run's corpus files and directories (--corpus).
+    corpus: tuple[Path, ...] = ()
+    # For a probe that declares ``checks_items``: the run's other probes, each with the context it
+    # runs with (parameters, dataset, depth, limit), so their items can be read (``Probe.item_texts``).
+    peers: tuple[tuple[type[Probe], ProbeContext], ...] = ()
+    # The run's system prompt (--system-prompt), None without one. The runner applies it to every
+    # conversation a probe sends, except for a probe that declares ``manages_system_prompt``: that
+    # one gets a model sending conversations as written, and this text to use as it sees fit.
+    system_prompt: str | None = None
 
     def scorer(self, role: str) -> Scorer:
         """The run's scorer for ``role`` (built and validated once per run)."""
@@ -143,10 +160,32 @@ class Probe(ABC, Generic[P]):
     # False for a probe that measures the model itself (timing): the runner hands it a model
     # that bypasses the run's result cache.
     uses_result_cache: ClassVar[bool] = True
+    # True for a probe that measures the system prompt itself (with and without it): the runner
+    # hands it a model that does not add the run's system prompt, and the text in ctx.system_prompt.
+    manages_system_prompt: ClassVar[bool] = False
+
+    # True for a probe that reads the run's other probes' items (ctx.peers) and may report some of
+    # them as seen in training (ProbeResult.contamination).
+    checks_items: ClassVar[bool] = False
+    # True for a probe that reads the run's corpus (ctx.corpus, --corpus).
+    takes_corpus: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: ProbeContext[P]) -> ProbeResult:
         """Run against ``ctx.model`` and return the evidence."""
+
+    def item_texts(self, ctx: ProbeContext[P]) -> list[ItemText]:
+        """The items this run measures (the same selection ``run`` makes: dataset, depth, limit) as
+        (item id, the text a model sees of it), for checks of the items themselves (training-data
+        contamination). Default: none — a probe without an item set (timing) or whose items are
+        meant to be memorised (canaries); a probe with items overrides it. Reads no model."""
+        return []
+
+    @classmethod
+    def needs_token_logprobs(cls, params: ProbeParams, corpus: Sequence[Path] = ()) -> bool:
+        """Whether a run with these parameters (and this corpus) needs every token's log-probability
+        (``probes.model.TokenScorer``); the runner does not run it on a model that cannot."""
+        return False
 
     @classmethod
     def needs_loglikelihood(cls, params: ProbeParams) -> bool:

@@ -18,10 +18,25 @@ from probes._datasets import (
 )
 from probes._pairs import PairParams, pair_result, score_pairs
 from probes._registry import register
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.base import (
+    ItemText,
+    MetricSpec,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+)
 from probes.errors import DatasetError
 from probes.model import GenerationParams
-from reports import Breakdown, Example, GroupValue, Interval, Metric, Threshold
+from reports import (
+    Breakdown,
+    DatasetInfo,
+    Example,
+    GroupValue,
+    Interval,
+    Metric,
+    Threshold,
+)
 
 _CROWS_COLUMNS = ["sent_more", "sent_less", "bias_type"]
 
@@ -93,15 +108,21 @@ class StereotypePairs(Probe[PairParams]):
     Params = PairParams
     dataset_format = "CrowS-Pairs CSV (sent_more, sent_less, bias_type[, stereo_antistereo])"
 
-    def run(self, ctx: ProbeContext[PairParams]) -> ProbeResult:
+    def _pairs(self, ctx: ProbeContext[PairParams]) -> tuple[list[tuple[str, str, str, str, str]], DatasetInfo]:
         if ctx.dataset is not None:
             pairs = load_crows_pairs_csv(ctx.dataset)
-            info = dataset_info(ctx.dataset, len(pairs), user=True)
-        else:
-            path = project_data("stereotype_pairs.jsonl")
-            items = read_jsonl(path, StereotypePair)
-            pairs = [(p.id, p.category, p.stereotype, p.anti_stereotype, "") for p in items]
-            info = dataset_info(path, len(items), user=False)
+            return pairs, dataset_info(ctx.dataset, len(pairs), user=True)
+        path = project_data("stereotype_pairs.jsonl")
+        items = read_jsonl(path, StereotypePair)
+        return ([(p.id, p.category, p.stereotype, p.anti_stereotype, "") for p in items],
+                dataset_info(path, len(items), user=False))
+
+    def item_texts(self, ctx: ProbeContext[PairParams]) -> list[ItemText]:
+        """Both sentences of each pair, one per line."""
+        return [(pid, f"{a}\n{b}") for pid, _, a, b, _ in ctx.take(self._pairs(ctx)[0])]
+
+    def run(self, ctx: ProbeContext[PairParams]) -> ProbeResult:
+        pairs, info = self._pairs(ctx)
         scored = score_pairs(ctx, ctx.take(pairs))
         return pair_result(type(self), "stereotype_rate", scored, info, ctx.seed, "stereotype", "anti_stereotype")
 
@@ -271,6 +292,13 @@ class GroupDisparity(Probe[DisparityParams]):
     Params = DisparityParams
     scorer_roles = ("toxicity", "regard")
     dataset_format = "JSON with templates [{id, frame, template with one {group}}] and groups {axis: [group, ...]}"
+
+    def item_texts(self, ctx: ProbeContext[DisparityParams]) -> list[ItemText]:
+        """Each template filled with the set's first group (one prompt the model sees; the words
+        around the slot are what every filled prompt shares)."""
+        spec = load_disparity_set(ctx.dataset or project_data("group_disparity.json"))
+        first = next(iter(spec.groups.values()))[0]
+        return [(t.id, t.template.replace("{group}", first)) for t in ctx.take(spec.templates)]
 
     def run(self, ctx: ProbeContext[DisparityParams]) -> ProbeResult:
         p = ctx.params

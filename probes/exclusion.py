@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes._pairs import PairParams, pair_result, score_pairs
 from probes._registry import register
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeResult
+from probes.base import ItemText, MetricSpec, Probe, ProbeContext, ProbeResult
 from reports import Threshold
 
 
@@ -59,6 +59,11 @@ class DefaultNorms(Probe[PairParams]):
     )
     Params = PairParams
     dataset_format = "JSONL with id, category, narrow, inclusive"
+
+    def item_texts(self, ctx: ProbeContext[PairParams]) -> list[ItemText]:
+        """Both sentences of each pair, one per line."""
+        path = ctx.dataset or project_data("default_norms.jsonl")
+        return [(p.id, f"{p.narrow}\n{p.inclusive}") for p in ctx.take(read_jsonl(path, NormPair))]
 
     def run(self, ctx: ProbeContext[PairParams]) -> ProbeResult:
         path = ctx.dataset or project_data("default_norms.jsonl")

@@ -12,7 +12,7 @@ from probes._scored import (
     TextPrompt,
     generate_replies,
 )
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeResult
+from probes.base import ItemText, MetricSpec, Probe, ProbeContext, ProbeResult
 from probes.scoring import SECRET_ENTITIES
 from reports import Example, Threshold
 
@@ -47,6 +47,10 @@ class SecretsProbe(Probe[GenParams]):
     Params = GenParams
     uses_pii = True
     dataset_format = "JSONL with id, text, stratum, format (chat|text)"
+
+    def item_texts(self, ctx: ProbeContext[GenParams]) -> list[ItemText]:
+        path = ctx.dataset or project_data("infohazard_secrets.jsonl")
+        return [(i.id, i.text) for i in ctx.take(read_jsonl(path, TextPrompt))]
 
     def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
         p = ctx.params

@@ -16,7 +16,14 @@ from probes import stats
 from probes._datasets import dataset_info, project_data, read_csv_rows, read_jsonl
 from probes._preference import answer_logprobs, closer_to, generate_answers
 from probes._registry import register
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.base import (
+    ItemText,
+    MetricSpec,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+)
 from probes.errors import DatasetError
 from probes.model import GenerationParams, chat
 from reports import Breakdown, DatasetInfo, Example, Metric, Threshold
@@ -184,15 +191,20 @@ class TruthfulnessMC(Probe[TruthfulnessParams]):
     def needs_loglikelihood(cls, params: ProbeParams) -> bool:
         return getattr(params, "format", "likelihood") == "likelihood"
 
-    def run(self, ctx: ProbeContext[TruthfulnessParams]) -> ProbeResult:
+    def _items(self, ctx: ProbeContext[TruthfulnessParams]) -> tuple[list[MCItem], DatasetInfo]:
         if ctx.dataset is not None:
             items = load_truthfulqa_csv(ctx.dataset)
-            info = dataset_info(ctx.dataset, len(items), user=True)
-        else:
-            path = project_data("truthfulness_mc.jsonl")
-            items = read_jsonl(path, MCItem)
-            info = dataset_info(path, len(items), user=False)
-        items = ctx.take(items)
+            return ctx.take(items), dataset_info(ctx.dataset, len(items), user=True)
+        path = project_data("truthfulness_mc.jsonl")
+        items = read_jsonl(path, MCItem)
+        return ctx.take(items), dataset_info(path, len(items), user=False)
+
+    def item_texts(self, ctx: ProbeContext[TruthfulnessParams]) -> list[ItemText]:
+        """The question, then each answer (true ones first), one per line."""
+        return [(i.id, "\n".join([i.question, *i.true_choices(), *i.false_answers])) for i in self._items(ctx)[0]]
+
+    def run(self, ctx: ProbeContext[TruthfulnessParams]) -> ProbeResult:
+        items, info = self._items(ctx)
         if ctx.params.format == "lettered":
             return self._lettered(ctx, items, info)
         choices = [item.true_choices() + item.false_answers for item in items]
@@ -467,6 +479,12 @@ class FalsePremise(Probe[PreferenceParams]):
     Params = PreferenceParams
     dataset_format = "JSONL with id, domain, question, correcting, accepting"
 
+    def item_texts(self, ctx: ProbeContext[PreferenceParams]) -> list[ItemText]:
+        """The question, then the correcting and the accepting answer, one per line."""
+        path = ctx.dataset or project_data("false_premise.jsonl")
+        return [(i.id, f"{i.question}\n{i.correcting}\n{i.accepting}")
+                for i in ctx.take(read_jsonl(path, FalsePremiseItem))]
+
     def run(self, ctx: ProbeContext[PreferenceParams]) -> ProbeResult:
         path = ctx.dataset or project_data("false_premise.jsonl")
         items = ctx.take(read_jsonl(path, FalsePremiseItem))
@@ -523,6 +541,11 @@ class HarmfulAdvice(Probe[PreferenceParams]):
     )
     Params = PreferenceParams
     dataset_format = "JSONL with id, domain, question, safe, unsafe"
+
+    def item_texts(self, ctx: ProbeContext[PreferenceParams]) -> list[ItemText]:
+        """The question, then the safe and the unsafe answer, one per line."""
+        path = ctx.dataset or project_data("harmful_advice.jsonl")
+        return [(i.id, f"{i.question}\n{i.safe}\n{i.unsafe}") for i in ctx.take(read_jsonl(path, AdviceItem))]
 
     def run(self, ctx: ProbeContext[PreferenceParams]) -> ProbeResult:
         path = ctx.dataset or project_data("harmful_advice.jsonl")

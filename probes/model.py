@@ -67,6 +67,9 @@ class Capabilities(BaseModel):
     loglikelihood: bool  # continuations can be scored (log-probabilities are available)
     max_context: int | None = None  # tokens of prompt plus output; None when unknown
     loglikelihood_note: str = ""  # why log-likelihoods are unavailable, when they are
+    # Optional: each token's log-probability of a plain text, in one forward pass per text
+    # (``TokenScorer``); a backend that offers it implements ``token_logprobs``.
+    token_logprobs: bool = False
 
 
 @runtime_checkable
@@ -88,6 +91,18 @@ class Model(Protocol):
         self, requests: list[LoglikRequest], progress: ProgressFn | None = None
     ) -> list[LoglikResult]:
         """One result per request, in order. Requests with equal context share one context pass."""
+        ...
+
+
+@runtime_checkable
+class TokenScorer(Protocol):
+    """The optional capability of a model that scores every token of a text (Min-K% Prob and other
+    membership signals). Offered where ``capabilities().token_logprobs`` is true."""
+
+    def token_logprobs(self, texts: list[str], progress: ProgressFn | None = None) -> list[list[float]]:
+        """For each text, the natural-log probability of each of its tokens given the ones before,
+        the first conditioned on the sequence-start token (the tokens and values of a
+        ``LoglikRequest(context="", continuation=text)``, whose ``logprob`` is their sum)."""
         ...
 
 

@@ -24,7 +24,14 @@ from probes._scored import (
     generate_replies,
     rate_of,
 )
-from probes.base import MetricSpec, Probe, ProbeContext, ProbeParams, ProbeResult
+from probes.base import (
+    ItemText,
+    MetricSpec,
+    Probe,
+    ProbeContext,
+    ProbeParams,
+    ProbeResult,
+)
 from probes.errors import DatasetError
 from probes.model import GenerationParams, LoglikRequest
 from reports import Example, Threshold
@@ -68,6 +75,10 @@ class PIIElicitation(Probe[GenParams]):
     uses_pii = True
     dataset_format = ("JSONL with id, text, pii_type (presidio entity type), kind, format (chat|text), optional "
                       "cluster (the template a prompt was filled from)")
+
+    def item_texts(self, ctx: ProbeContext[GenParams]) -> list[ItemText]:
+        path = ctx.dataset or project_data("pii_elicitation.jsonl")
+        return [(i.id, i.text) for i in ctx.take(read_jsonl(path, TextPrompt))]
 
     def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
         p = ctx.params

@@ -287,6 +287,10 @@ def _header(page: _Page) -> str:
         ("tool", esc(f"{report.tool.name} {report.tool.version}")),
         ("taxonomy", esc(f"{report.taxonomy.name} {report.taxonomy.version}")),
     ]
+    if m.system_prompt_sha256 is not None:  # the deployment's system prompt; its text is under Methodology
+        size = f"{len(m.system_prompt):,} chars, " if m.system_prompt is not None else ""
+        facts.append(("system prompt", f'<a href="#system-prompt">{_code(m.system_prompt_sha256[:16])}</a> '
+                      f"({esc(size + m.system_prompt_note)})"))
     out = ['<header>',
            f"<h1>LM risk audit — {esc(m.id)} {status_badge(report.summary.status)}</h1>",
            '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts) + "</dl>"]
@@ -442,6 +446,8 @@ def _risk(page: _Page, r: RiskReport) -> str:
             if pid in page.probe_ids:
                 p = page.report.probe(pid)
                 line += " " + status_badge(p.status)
+                if p.contamination is not None:
+                    line += ' <span class="st st-warn">possibly contaminated</span> ' + _contamination(p)
                 if p.metrics:
                     line += "<ul>" + "".join(f"<li>{_metric_line(m)}</li>" for m in p.metrics) + "</ul>"
             items.append(f"<li>{line}</li>")
@@ -581,10 +587,37 @@ def _list(title: str, items: Sequence[str], chars: int | None = None) -> str:
         + "</ul>"
 
 
+def _contamination(p: ProbeReport) -> str:
+    """What contamination.membership found about this probe's items (they look seen in training, so its
+    figures may measure memory rather than behaviour)."""
+    c = p.contamination
+    assert c is not None
+    how = "n-gram overlap with the corpus" if c.method == "ngram" else "Min-K% Prob against perturbed copies"
+    return f"{_code('contamination.membership')} ({esc(how)}): {esc(c.message)}"
+
+
+def _system_prompt(report: AuditReport) -> str:
+    """The deployment's system prompt, verbatim as text (it is the user's own, shown as given)."""
+    m = report.model
+    if m.system_prompt is None:
+        return ""
+    how = ("rendered with the model's chat template as its system message"
+           if m.system_prompt_note.startswith("applied") else
+           "the model has no chat template, so it was sent as plain 'System: ...' text at the top of each "
+           "conversation")
+    return (f'<h3 id="system-prompt">System prompt</h3><p>Applied to every conversation the probes sent '
+            f"({esc(how)}); continuation and likelihood prompts are raw text and were sent without it. sha256 "
+            f"{_code(m.system_prompt_sha256 or '')}, {len(m.system_prompt):,} characters:</p>"
+            f'<div class="text">{esc(m.system_prompt)}</div>')
+
+
 def _probe(page: _Page, p: ProbeReport) -> str:
     opened = " open" if p.status in _OPEN else ""
     out = [f'<section class="probe" id="{_anchor("probe", p.id)}"><details class="probe-body"{opened}>',
-           f"<summary><h3>{_code(p.id)} v{esc(p.version)}</h3>{status_badge(p.status)}</summary>",
+           f"<summary><h3>{_code(p.id)} v{esc(p.version)}</h3>{status_badge(p.status)}"
+           + (' <span class="st st-warn">possibly contaminated</span>' if p.contamination is not None else "")
+           + "</summary>",
+           *([_banner("warn", "Possibly contaminated.", _contamination(p))] if p.contamination is not None else []),
            f"<p>{esc(p.description)}</p>",
            '<p class="small">Risks: ' + (", ".join(page.risk_link(r) for r in p.risks) or "—")
            + f" · kind: {esc(p.kind)} · samples: {p.n_samples} · time: {p.duration_s:.1f}s"
@@ -713,7 +746,7 @@ def _methodology(report: AuditReport) -> str:
         f"<dd>{_emphasis(text)}</dd>"
         for name, text in _STATUS_MEANINGS)
     return ('<section aria-labelledby="methodology"><h2 id="methodology">Methodology</h2><ul>'
-            + "".join(f"<li>{x}</li>" for x in items) + "</ul>"
+            + "".join(f"<li>{x}</li>" for x in items) + "</ul>" + _system_prompt(report)
             + f'<h3>What the statuses mean</h3><dl class="meanings">{meanings}</dl></section>')
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from reports._escape import code_span as code
 from reports._escape import escape_markdown as esc
+from reports._sanitize import sanitize_text
 from reports._schema import (
     AuditReport,
     Interval,
     Metric,
+    ModelInfo,
     ProbeReport,
     RiskReport,
     ScorerInfo,
@@ -167,8 +170,20 @@ def _time_split(model_s: float | None, scoring_s: float | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _contamination(p: ProbeReport) -> str:
+    """The "possibly contaminated" line of a probe whose items look seen in training, or ""."""
+    c = p.contamination
+    if c is None:
+        return ""
+    how = "13-gram overlap with the corpus" if c.method == "ngram" else "Min-K% Prob against perturbed copies"
+    return f"**Possibly contaminated** ({code('contamination.membership')}, {how}): {esc(c.message)}"
+
+
 def _probe_section(p: ProbeReport, detail: _Detail) -> list[str]:
-    out = [f"### {code(p.id)} v{esc(p.version)} — {_status(p.status)}", "", esc(p.description), ""]
+    seen = " · **possibly contaminated**" if p.contamination is not None else ""
+    out = [f"### {code(p.id)} v{esc(p.version)} — {_status(p.status)}{seen}", "", esc(p.description), ""]
+    if p.contamination is not None:
+        out += [f"> {_contamination(p)}", ""]
     out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
                f"time: {p.duration_s:.1f}s" + _time_split(p.model_s, p.scoring_s))
     if p.dataset:
@@ -262,6 +277,31 @@ def _trim_notice(trimmed: tuple[str, int] | None) -> list[str]:
             "sample in samples/.", ""]
 
 
+def _system_prompt_header(m: ModelInfo) -> list[str]:
+    """The header line naming the system prompt the run applied (the text itself is under Methodology)."""
+    if m.system_prompt_sha256 is None:
+        return []
+    size = f"{len(m.system_prompt)} chars; " if m.system_prompt is not None else ""
+    return [f"System prompt: sha256 {code(m.system_prompt_sha256[:16])} ({size}{esc(m.system_prompt_note)}) · the "
+            "first message of every conversation the probes sent; raw-text prompts were sent without it", ""]
+
+
+def _system_prompt_text(m: ModelInfo) -> list[str]:
+    """The system prompt verbatim, in a fenced block: nothing in it is read as Markdown or HTML."""
+    if m.system_prompt is None:
+        return []
+    text = sanitize_text(m.system_prompt)
+    fence = "`" * max(3, max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    how = ("rendered with the model's chat template as its system message"
+           if m.system_prompt_note.startswith("applied") else
+           "the model has no chat template, so it was sent as plain 'System: ...' text at the top of each "
+           "conversation")
+    return ["### System prompt", "",
+            f"Applied to every conversation the probes sent ({how}); continuation and likelihood prompts are raw "
+            f"text and were sent without it. sha256 {code(m.system_prompt_sha256 or '')}, {len(m.system_prompt)} "
+            "characters:", "", fence, *text.split("\n"), fence, ""]
+
+
 def _render(report: AuditReport, detail: _Detail, trimmed: tuple[str, int] | None = None) -> str:
     m, run = report.model, report.run
     out: list[str] = [f"# LM risk audit — {esc(m.id)}", "", *_trim_notice(trimmed)]
@@ -300,6 +340,7 @@ def _render(report: AuditReport, detail: _Detail, trimmed: tuple[str, int] | Non
         + f" {code(m.fingerprint_sha256[:16])} · taxonomy {esc(report.taxonomy.name)} {esc(report.taxonomy.version)}",
         "",
         *([f"Model notes: {esc('; '.join(m.notes))}", ""] if m.backend in ("openai", "outputs") and m.notes else []),
+        *_system_prompt_header(m),
         "## Executive summary",
         "",
     ]
@@ -342,6 +383,8 @@ def _render(report: AuditReport, detail: _Detail, trimmed: tuple[str, int] | Non
                     p = report.probe(pid)
                 except KeyError:
                     continue
+                if p.contamination is not None:
+                    out.append(f"  - {code(pid)} {_contamination(p)}")
                 for metric in p.metrics:
                     shown = _detectable(metric)
                     power = {"—": "", "none at this n": " (too few items to ever fail its bar)"}.get(
@@ -391,6 +434,7 @@ def _render(report: AuditReport, detail: _Detail, trimmed: tuple[str, int] | Non
         for lim in p.limitations:
             out.append(f"- {code(p.id)}: {esc(lim)}")
     out.append("")
+    out += _system_prompt_text(m)
 
     out += ["### What pass, warn, inconclusive and fail mean", ""]
     out += [f"- *{name}*: {meaning}" for name, meaning in _STATUS_MEANINGS]

@@ -213,6 +213,21 @@ class DatasetInfo(_Model):
     n_items: int
 
 
+class Contamination(_Model):
+    """Evidence that a probe's items were in the model's training data, from ``contamination.membership``:
+    a score on items the model saw measures memory, not behaviour. Set on the probe it is about."""
+
+    method: Literal["ngram", "min_k"]  # ngram: shared n-grams with --corpus; min_k: Min-K% Prob vs perturbed copies
+    flagged: int  # items of this probe flagged as seen
+    n: int  # items of this probe checked
+    value: float  # flagged / n
+    ci: Interval | None  # Wilson 95% interval of value
+    # min_k: the share of freshly generated items (that no model has seen) flagged at the same threshold
+    # (the false-positive rate, on a held-out fresh set); None for ngram, which has no false positives.
+    baseline: Figure | None = None
+    message: str  # one line for a report: what was found, with n and interval
+
+
 class ProbeReport(_Model):
     id: str
     version: str
@@ -233,6 +248,9 @@ class ProbeReport(_Model):
     model_s: float | None = None  # of duration_s, seconds inside the model backend
     scoring_s: float | None = None  # of duration_s, seconds in scorers and PII detection (redaction included)
     samples_file: str | None = None
+    # Set when contamination.membership ran in the same audit and found this probe's items look seen
+    # in training (its figures may measure memory); None: not checked, or nothing found.
+    contamination: Contamination | None = None
 
 
 class RiskReport(_Model):
@@ -277,6 +295,12 @@ class ModelInfo(_Model):
     # Libraries that compute this model's results, with their versions (part of the result
     # cache's scope, with the fingerprint, dtype and device type).
     libraries: dict[str, str] = Field(default_factory=dict)
+    # The deployment's system prompt (--system-prompt), first message of every conversation the
+    # probes sent: the text as given (the user's own), its sha256 (of the UTF-8 text), and how it
+    # reached the model ("applied through the chat template" or "prepended as text: no chat template").
+    system_prompt: str | None = None
+    system_prompt_sha256: str | None = None
+    system_prompt_note: str = ""
 
 
 class ToolInfo(_Model):

@@ -44,7 +44,8 @@ class FixedBackend:
         self.computed = 0  # batches computed (not read from the cache)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(chat_template=False, loglikelihood=self._loglikelihood, max_context=2048)
+        return Capabilities(chat_template=False, loglikelihood=self._loglikelihood, max_context=2048,
+                            token_logprobs=self._loglikelihood)
 
     def info(self) -> ModelInfo:
         return ModelInfo(id="fixed", backend="fixed-output", source="tests", parameters=0, dtype="none",
@@ -87,6 +88,17 @@ class FixedBackend:
                 cache.put([r.model_dump() for r in out], *key)
         if progress:
             progress(len(requests))
+        return out
+
+
+    def token_logprobs(self, texts: list[str], progress: ProgressFn | None = None, *,
+                       cache: BatchCache | None = None) -> list[list[float]]:
+        """The optional capability: a fixed value per word (a backend without it leaves it out)."""
+        if not self._loglikelihood:
+            raise NotImplementedError("this backend cannot score tokens")
+        out = [[-1.5 - int(hashlib.sha256(w.encode()).hexdigest()[:4], 16) / 65536 for w in t.split()] for t in texts]
+        if progress:
+            progress(len(texts))
         return out
 
 

@@ -73,6 +73,12 @@ class _Bar(Progress):
 @click.option("--batch-size", type=int, help="Rows per forward pass (default: planned from the model's shape "
                                               "and free memory; on a CPU capped at 64 up to 500M parameters).")
 @click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
+@click.option("--system-prompt", metavar="TEXT",
+              help="Audit the model as deployed: this system prompt becomes the first message of every conversation "
+                   "a probe sends (raw-text prompts are left alone). Recorded in the report with its sha256; never "
+                   "printed.")
+@click.option("--system-prompt-file", type=click.Path(path_type=Path), metavar="PATH",
+              help="Read the system prompt from this UTF-8 file (instead of --system-prompt).")
 @click.option("--no-model-cache", is_flag=True, default=None,
               help="Read a GGUF model from the file every time instead of from its converted copy in the local "
                    "model cache ($LM_AUDIT_CACHE_DIR, else ~/.cache/lm-risk-audit).")
@@ -99,6 +105,10 @@ class _Bar(Progress):
                                           "(default 5, with exponential back-off).")
 @click.option("--canaries", type=click.Path(path_type=Path),
               help="JSONL of secrets known to be in the training data (prefix, secret) for pii.canary_extraction.")
+@click.option("--corpus", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="Training-corpus file or directory (text, JSONL, optionally .gz; repeatable): "
+                   "contamination.membership checks the audit's items against it (13-gram overlap) instead of by "
+                   "the model's likelihoods.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Continue an interrupted run in RUN_DIR with its recorded settings; finished work comes from its "
                    "cache. Only --policy, --junit, --quiet and --debug may change; --trust-remote-code, "
@@ -118,6 +128,7 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
         flags[key] = split_list(flags[key]) or None
     selected = flags["probes"] or file_values.get("probes") or []
     flags["datasets"] = parse_datasets(flags["datasets"], selected) or None
+    flags["corpus"] = list(flags["corpus"]) or None
     flags["probe_params"] = parse_params(flags.pop("params")) or None
     flags["chat_template"] = False if flags.pop("no_chat_template") else None
     flags["model_cache"] = False if flags.pop("no_model_cache") else None

@@ -1,11 +1,14 @@
 """The backend contract the runner relies on, and the wrapper every backend goes through.
 
-A backend implements four methods and nothing else: ``capabilities``, ``info``,
-``generate`` and ``loglikelihood``; the last two take an optional ``cache`` (a
-``BatchCache``) to read each batch from and write each computed batch to. The runner
+A backend implements four methods: ``capabilities``, ``info``, ``generate`` and
+``loglikelihood``; the last two take an optional ``cache`` (a ``BatchCache``) to read each
+batch from and write each computed batch to. One more is optional: ``token_logprobs(texts,
+progress=None, *, cache=None)`` (every token's log-probability of plain texts), offered when
+``capabilities().token_logprobs`` says so. The runner
 never touches a backend directly: it wraps it in ``MeteredModel``, which owns the run's
-result cache, the time spent inside the model and the cache bypass for probes that time
-the model; it also logs each request's result under the request's own id (``_requests``), which
+result cache, the time spent inside the model, the cache bypass for probes that time
+the model and the deployment's system prompt (``_system``: applied to every conversation before
+the cache or the backend sees it); it also logs each request's result under the request's own id (``_requests``), which
 ``lm-audit rescore`` replays without the model. Probes see the wrapper only through ``probes.Model``.
 """
 
@@ -18,6 +21,11 @@ from typing import Protocol, runtime_checkable
 
 from audit.cache import BatchCache, ResultCache, cache_key
 from audit.models._requests import generation_id, log_key, loglik_id, per_request
+from audit.models._system import (
+    system_prompt_info,
+    with_system_prompt,
+    with_system_prompt_request,
+)
 from probes.model import (
     Capabilities,
     Generation,
@@ -99,14 +107,21 @@ class MeteredModel:
     """A backend as the runner uses it: every call timed, every batch through the run's cache.
 
     Implements ``probes.Model``. ``uncached()`` is the same model without the cache, for a
-    probe that measures the model itself (its time still counts).
+    probe that measures the model itself (its time still counts). ``system_prompt``: the
+    deployment's system prompt, made the first message of every conversation (``with_system_prompt``:
+    a conversation that has its own system message keeps it; raw text is left alone) before the
+    backend, its cache and the request log see the prompt; ``without_system_prompt()`` is the same
+    model sending conversations as the probe wrote them, for a probe that measures the system prompt
+    itself (``Probe.manages_system_prompt``).
     """
 
-    def __init__(self, backend: Backend, cache: ResultCache | None = None, *, _clock: _Clock | None = None) -> None:
+    def __init__(self, backend: Backend, cache: ResultCache | None = None, *, system_prompt: str | None = None,
+                 _clock: _Clock | None = None) -> None:
         self.backend = backend  # checked by the runner (check_backend) before the run starts
         self._store = cache
         self._cache = BatchCache(cache, cache_scope(backend.info())) if cache is not None else None
         self._clock = _clock or _Clock()
+        self.system_prompt = system_prompt
 
     @property
     def seconds(self) -> float:
@@ -115,13 +130,34 @@ class MeteredModel:
 
     def uncached(self) -> MeteredModel:
         """This model without the result cache; time spent still counts here."""
-        return MeteredModel(self.backend, None, _clock=self._clock)
+        return MeteredModel(self.backend, None, system_prompt=self.system_prompt, _clock=self._clock)
+
+    def without_system_prompt(self) -> MeteredModel:
+        """This model (same cache, same clock) sending conversations without the run's system prompt."""
+        return MeteredModel(self.backend, self._store, _clock=self._clock)
 
     def info(self) -> ModelInfo:
-        return self.backend.info()
+        """The backend's identity, with the system prompt this model applies recorded in it."""
+        return system_prompt_info(self.backend.info(), self.system_prompt, self.backend.capabilities().chat_template)
 
     def capabilities(self) -> Capabilities:
-        return self.backend.capabilities()
+        caps = self.backend.capabilities()
+        if caps.token_logprobs and not callable(getattr(self.backend, "token_logprobs", None)):
+            # A capability the backend claims but does not implement is not offered.
+            caps = caps.model_copy(update={"token_logprobs": False})
+        return caps
+
+    def token_logprobs(self, texts: list[str], progress: ProgressFn | None = None) -> list[list[float]]:
+        """The optional capability (``probes.model.TokenScorer``), through the run's cache. Not in
+        the request log: ``lm-audit rescore`` replays no token log-probabilities."""
+        scorer = getattr(self.backend, "token_logprobs", None)
+        if not callable(scorer):
+            raise NotImplementedError(f"{type(self.backend).__name__} does not score tokens (token_logprobs)")
+        t0 = time.perf_counter()
+        try:
+            return scorer(texts, progress, cache=self._cache)  # type: ignore[no-any-return]
+        finally:
+            self._clock.seconds += time.perf_counter() - t0
 
     def generate(
         self,
@@ -129,6 +165,8 @@ class MeteredModel:
         params: GenerationParams | Sequence[GenerationParams],
         progress: ProgressFn | None = None,
     ) -> list[Generation]:
+        if self.system_prompt is not None:
+            prompts = [with_system_prompt(p, self.system_prompt) for p in prompts]
         t0 = time.perf_counter()
         try:
             out = self.backend.generate(prompts, params, progress, cache=self._cache)
@@ -140,6 +178,8 @@ class MeteredModel:
         return out
 
     def loglikelihood(self, requests: list[LoglikRequest], progress: ProgressFn | None = None) -> list[LoglikResult]:
+        if self.system_prompt is not None:
+            requests = [with_system_prompt_request(r, self.system_prompt) for r in requests]
         t0 = time.perf_counter()
         try:
             out = self.backend.loglikelihood(requests, progress, cache=self._cache)

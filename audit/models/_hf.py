@@ -22,6 +22,7 @@ from audit.models._generate import eos_ids, generate_group, group_by_params
 from audit.models._loglik import Batch, loglikelihoods
 from audit.models._prompts import PromptEncoder
 from audit.models._score import ForwardPass, score_batch
+from audit.models._tokens import token_logprobs
 from probes.model import (
     Capabilities,
     Generation,
@@ -109,7 +110,7 @@ class HFBackend:
 
     def capabilities(self) -> Capabilities:
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        return Capabilities(chat_template=self.use_chat_template, loglikelihood=True,
+        return Capabilities(chat_template=self.use_chat_template, loglikelihood=True, token_logprobs=True,
                             max_context=int(limit) if isinstance(limit, int) else None)
 
     # ---- prompts (what tests and benchmarks compare the batched paths against) ------------
@@ -137,6 +138,15 @@ class HFBackend:
     def _score_batch(self, batch: Batch) -> list[tuple[int, LoglikResult]]:
         # A method, not a bare call: tests count (and interrupt) the batches computed through it.
         return score_batch(batch, self._forward, pad_id=self.pad_id, device=self.device, model_id=self.model_id)
+
+    def token_logprobs(self, texts: list[str], progress: ProgressFn | None = None, *,
+                       cache: BatchCache | None = None) -> list[list[float]]:
+        """Each text's token log-probabilities, one forward pass per text (``_tokens``); the
+        optional capability ``probes.model.TokenScorer``."""
+        once = _CountedOnce(progress) if progress else None
+        return self._backing_off(lambda: token_logprobs(
+            texts, self.prompts, self._forward, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+            pad_id=self.pad_id, device=self.device, model_id=self.model_id, progress=once, cache=cache), once)
 
     # ---- generation -----------------------------------------------------------------------
     def generate(
