@@ -19,6 +19,7 @@ from audit import AuditConfig, run_audit
 from reports import (
     AuditReport,
     CheckResult,
+    Contamination,
     Example,
     PolicyReport,
     Status,
@@ -299,6 +300,11 @@ def _hostile(report: AuditReport) -> AuditReport:
         for b in m.breakdowns:
             b.by = HOSTILE_HTML
             b.groups[0].group = HOSTILE_HTML
+    # the user's own system prompt, and a contamination finding naming a corpus file
+    bad.model.system_prompt, bad.model.system_prompt_sha256 = HOSTILE_HTML, "ab" * 32
+    bad.model.system_prompt_note = "applied through the chat template"
+    generation.contamination = Contamination(method="ngram", flagged=1, n=6, value=1 / 6, ci=None,
+                                             message=HOSTILE_HTML)
     bad.policy = PolicyReport(policy=HOSTILE_HTML, checks=[
         CheckResult(name=HOSTILE_HTML, area="I", severity="block", passed=False, message=HOSTILE_HTML),
         CheckResult(name="w", area="I", severity="warn", passed=False, message="a warning " + HOSTILE_HTML),
@@ -318,7 +324,9 @@ def test_hostile_text_anywhere_in_the_report_appears_only_as_text(report: AuditR
     assert "&amp;amp; &amp;#60;b&amp;#62;" in page  # entities in the text are shown, not decoded
     # shown in full where it is model text, as the reader must see it
     cells = [c.all_text() for c in tree.root.find("div", cls="text")]
-    assert cells.count(HOSTILE_HTML) == 2 * 4 + 2 * 2 + 1  # examples; probe errors and notes; run errors
+    # examples; probe errors and notes; run errors; the system prompt
+    assert cells.count(HOSTILE_HTML) == 2 * 4 + 2 * 2 + 1 + 1
+    assert 'id="system-prompt"' in page and page.count("possibly contaminated") >= 2  # its section and its risk
     text = "".join(tree.data)
     assert "Release gate" in text and "blocked" in text and "a warning " + HOSTILE_HTML in text
     grid_links = [a.attrs["href"] for a in tree.root.find(ident="status-grid")[0].find("a")]
