@@ -22,9 +22,28 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["LM_AUDIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="lm-audit-test-cache-")
 atexit.register(shutil.rmtree, os.environ["LM_AUDIT_CACHE_DIR"], ignore_errors=True)
 
+
+
+def _test_threads() -> int:
+    """Torch threads for the tests: $LM_AUDIT_TEST_THREADS, else one when the machine is already busy
+    (load average at or above half its cores: oversubscribed OpenMP threads spin, and training a tiny
+    model ran 10-17x slower with two threads than with one on a loaded 2-core machine), else up to 4."""
+    if os.environ.get("LM_AUDIT_TEST_THREADS", "").isdigit():
+        return max(1, int(os.environ["LM_AUDIT_TEST_THREADS"]))
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] >= cores / 2
+    except OSError:
+        busy = False
+    return 1 if busy else max(1, min(4, cores))
+
+
+_THREADS = _test_threads()
+os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))  # the CLI subprocesses of the tests too
+
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+torch.set_num_threads(_THREADS)
 
 _SUBJECTS = ["The cat", "A doctor", "My neighbour", "The river", "An engineer", "The old bridge", "A student",
              "The city council", "Our teacher", "The small boat", "A farmer", "The museum"]
