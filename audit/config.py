@@ -85,6 +85,13 @@ class AuditConfig(BaseModel):
                                                                  "optionally .gz) that contamination.membership "
                                                                  "checks the audit's items against")
     probe_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    probe_files: list[Path] = Field(default_factory=list, description="probe specs (YAML) run in addition to the "
+                                                                      "taxonomy's probes")
+    probe_dirs: list[Path] = Field(default_factory=list, description="directories whose *.yaml / *.yml probe specs "
+                                                                     "are run in addition to the taxonomy's probes")
+    probe_file_sha256: dict[str, str] = Field(default_factory=dict,
+                                              description="recorded by the run: sha256 of every probe spec and item "
+                                                          "file it loaded, by path (a resume refuses changed ones)")
     show_pii: bool = False
     scorers: dict[str, ScorerSpec] = Field(default_factory=dict, description="role (toxicity, regard) -> scorer")
     pii: PIIOptions = Field(default_factory=PIIOptions, description="PII detection (probes and report redaction)")
@@ -119,7 +126,8 @@ class AuditConfig(BaseModel):
         """The settings as the report records them: ``resume`` is how the run was started, not
         what it measured, and ``canaries`` and ``corpus`` appear only when given."""
         exclude = {"resume"} | ({"canaries"} if self.canaries is None else set()) | \
-            (set() if self.corpus else {"corpus"})
+            (set() if self.corpus else {"corpus"}) | \
+            {k for k in ("probe_files", "probe_dirs", "probe_file_sha256") if not getattr(self, k)}
         return self.model_dump(mode="json", exclude=exclude)
 
 

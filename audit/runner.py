@@ -66,6 +66,7 @@ from probes import (
     ProbeResult,
     Progress,
     all_probes,
+    load_probe_specs,
 )
 from probes.pii import read_canaries
 from reports import (
@@ -99,22 +100,63 @@ log = logging.getLogger(__name__)
 ProgressFactory = Callable[[str], Progress]
 
 
-def _load_taxonomy(config: AuditConfig) -> Taxonomy:
+def _spec_probes(config: AuditConfig) -> tuple[list[type[Probe]], dict[str, str]]:
+    """The run's probes written as data (``probe_files``, ``probe_dirs``), each spec and its items read
+    now, and the sha256 of every file they came from; a resumed run's must be unchanged. BadInput names
+    the setting, the file and the key path."""
     try:
-        return load_taxonomy(config.taxonomy, known_probes=all_probes())
+        specs, shas = load_probe_specs(config.probe_files, config.probe_dirs, builtin=all_probes())
+    except DatasetError as exc:
+        raise BadInput(str(exc), setting="probe_files") from None
+    if config.resume is not None and shas != config.probe_file_sha256:
+        changed = next((p for p in {**shas, **config.probe_file_sha256}
+                        if shas.get(p) != config.probe_file_sha256.get(p)), "")
+        was = config.probe_file_sha256.get(changed)
+        now = shas.get(changed)
+        detail = ("is no longer loaded" if now is None else "is new" if was is None
+                  else f"changed (sha256 {now[:16]}, the resumed run loaded {was[:16]})")
+        raise BadInput(f"{changed} {detail}: a resume runs the probe specs it started with (start a new run to "
+                       "change them)", setting="probe_files")
+    return specs, shas
+
+
+def _attach(tax: Taxonomy, specs: Sequence[type[Probe]]) -> Taxonomy:
+    """The taxonomy with each spec probe listed under the risks it declares (so it rolls up into them);
+    a risk the taxonomy lacks is BadInput naming the spec and the key."""
+    by_risk: dict[str, list[str]] = {}
+    for probe in specs:
+        for i, rid in enumerate(probe.risks):
+            try:
+                by_risk.setdefault(tax.risk(rid).id, []).append(probe.id)
+            except KeyError:
+                raise BadInput(f"{probe.source}: risks[{i}]: unknown risk {rid!r} in taxonomy {tax.name} "
+                               "(see `lm-audit taxonomy`)", setting="probe_files") from None
+    if not by_risk:
+        return tax
+    areas = [a.model_copy(update={"risks": [r.model_copy(update={"probes": list(dict.fromkeys(
+        [*r.probes, *by_risk.get(r.id, [])]))}) for r in a.risks]}) for a in tax.areas]
+    return tax.model_copy(update={"areas": areas})
+
+
+def _load_taxonomy(config: AuditConfig, specs: Sequence[type[Probe]] = ()) -> Taxonomy:
+    try:
+        tax = load_taxonomy(config.taxonomy, known_probes=[*all_probes(), *(p.id for p in specs)])
     except TaxonomyError as exc:
         raise BadInput(str(exc), setting="taxonomy" if config.taxonomy else None) from None
+    return _attach(tax, specs)
 
 
-def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
+def select_probes(config: AuditConfig, tax: Taxonomy, specs: Sequence[type[Probe]] = ()) -> list[type[Probe]]:
     """Probes to run: ``probes`` as given; else those of ``risks`` and ``areas``; else every probe
-    of every automated or partial risk. Unknown names are BadInput naming the setting."""
-    registry = all_probes()
+    of every automated or partial risk. The probe specs' (``specs``) are run in addition, whatever the
+    selection. Unknown names are BadInput naming the setting."""
+    registry = all_probes() | {p.id: p for p in specs}
+    extra = [p.id for p in specs]
     if config.probes:
         for pid in config.probes:
             if pid not in registry:
                 raise BadInput(f"{pid}: unknown probe id (known: {', '.join(registry)})", setting="probes")
-        return [registry[p] for p in dict.fromkeys(config.probes)]
+        return [registry[p] for p in dict.fromkeys([*config.probes, *extra])]
     area_ids = {a.id for a in tax.areas}
     for a in config.areas:
         if a not in area_ids:
@@ -130,7 +172,7 @@ def select_probes(config: AuditConfig, tax: Taxonomy) -> list[type[Probe]]:
             risks += area.risks
     if not config.risks and not config.areas:
         risks = [r for r in tax.risks() if r.automation is not Automation.manual]
-    ids = dict.fromkeys(p for r in risks for p in r.probes)
+    ids = dict.fromkeys([*(p for r in risks for p in r.probes), *extra])
     return [registry[p] for p in ids]
 
 
@@ -422,7 +464,7 @@ def _probe_report(probe: type[Probe], params: ProbeParams, status: Status) -> Pr
     return ProbeReport(
         id=probe.id, version=probe.version, description=probe.description, kind=probe.kind,
         risks=list(probe.risks), status=status, params=params.model_dump(mode="json"),
-        limitations=list(probe.limitations),
+        limitations=list(probe.limitations), source=probe.source or "builtin",
     )
 
 
@@ -493,8 +535,10 @@ def _plan(config: AuditConfig) -> _Plan:
     config = read_system_prompt(config)  # a config built in code may name only the file
     enforce_offline(config.allow_download)
     started, started_at = time.monotonic(), _now()
-    tax = _load_taxonomy(config)
-    probes = select_probes(config, tax)
+    specs, spec_shas = _spec_probes(config)
+    config = config.model_copy(update={"probe_file_sha256": spec_shas})
+    tax = _load_taxonomy(config, specs)
+    probes = select_probes(config, tax, specs)
     if not probes:
         given = next(((k, v) for k, v in (("probes", config.probes), ("risks", config.risks),
                                           ("areas", config.areas)) if v), None)

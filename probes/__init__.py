@@ -21,6 +21,15 @@ from probes import pii as _pii  # noqa: F401
 from probes import toxicity as _toxicity  # noqa: F401
 from probes._datasets import project_data, read_jsonl
 from probes._registry import all_probes, get_probe, register
+from probes._spec import (
+    SHAPES,
+    SPEC_ROLES,
+    ProbeSpec,
+    SpecError,
+    load_probe_spec,
+    load_probe_specs,
+    spec_files,
+)
 from probes.base import (
     DEPTHS,
     Depth,
@@ -59,6 +68,8 @@ from probes.scoring import (
 __all__ = [
     "DEPTHS",
     "SECRET_ENTITIES",
+    "SHAPES",
+    "SPEC_ROLES",
     "Depth",
     "Capabilities",
     "ChatMessage",
@@ -77,17 +88,22 @@ __all__ = [
     "ProbeContext",
     "ProbeParams",
     "ProbeResult",
+    "ProbeSpec",
     "Progress",
     "ProgressFn",
     "Prompt",
     "Scorer",
     "ScorerError",
     "ScorerLookup",
+    "SpecError",
     "TokenScorer",
     "all_probes",
     "chat",
     "get_probe",
+    "load_probe_spec",
+    "load_probe_specs",
     "project_data",
     "read_jsonl",
     "register",
+    "spec_files",
 ]

@@ -14,7 +14,8 @@ from probes._nonanswer import non_answer
 from probes.base import ItemText, Probe, ProbeContext, ProbeParams, ProbeResult
 from probes.errors import DatasetError
 from probes.model import GenerationParams, Prompt, chat
-from reports import Example, Interval, Metric
+from probes.scoring import Scorer
+from reports import DatasetInfo, Example, Interval, Metric
 
 
 def judge_non_answers(ctx: ProbeContext, prompts: list[str], replies: list[str], refused: list[bool]) -> list[str | None]:
@@ -125,20 +126,31 @@ class ScoredGenerationProbe(Probe[GenParams]):
             breakdowns.append(stats.grouped("kind", zip([i.kind for i in items], flags), "rate"))
         return self.metric(name, rate_of(flags, clusters_of(items), seed), breakdowns)
 
-    def item_texts(self, ctx: ProbeContext[GenParams]) -> list[ItemText]:
+    def load_items(self, ctx: ProbeContext[GenParams]) -> tuple[list[TextPrompt], DatasetInfo]:
+        """The items this run measures and where they came from (a probe spec supplies its own)."""
         path = ctx.dataset or project_data(self.data_file)
-        return [(i.id, i.text) for i in ctx.take(read_jsonl(path, TextPrompt))]
+        items = ctx.take(read_jsonl(path, TextPrompt))
+        return items, dataset_info(path, len(items), user=ctx.dataset is not None)
+
+    def item_scorer(self, ctx: ProbeContext[GenParams]) -> Scorer:
+        """The scorer whose flags count (a probe spec's may be its block list)."""
+        return ctx.scorer(self.scorer_roles[0])
+
+    def replies(self, ctx: ProbeContext[GenParams], items: list[TextPrompt]) -> list[str]:
+        return generate_replies(ctx, items, ctx.params.max_new_tokens)
+
+    def item_texts(self, ctx: ProbeContext[GenParams]) -> list[ItemText]:
+        return [(i.id, i.text) for i in self.load_items(ctx)[0]]
 
     def run(self, ctx: ProbeContext[GenParams]) -> ProbeResult:
         p = ctx.params
-        path = ctx.dataset or project_data(self.data_file)
-        items = ctx.take(read_jsonl(path, TextPrompt))
+        items, info = self.load_items(ctx)
         controls = [i.cue is False for i in items]
         if any(controls) and not self.control_metric:
-            raise DatasetError(f"{path}: items with cue false are controls, which {self.id} does not report; "
+            raise DatasetError(f"{info.path}: items with cue false are controls, which {self.id} does not report; "
                                "remove the cue field")
-        scorer = ctx.scorer(self.scorer_roles[0])
-        replies = generate_replies(ctx, items, p.max_new_tokens)
+        scorer = self.item_scorer(ctx)
+        replies = self.replies(ctx, items)
         flagged = scorer.flags(scorer.score(replies))
         counted = flagged if self.count_flagged else [not f for f in flagged]
         reasons: list[str | None] = [None] * len(items)
@@ -180,5 +192,5 @@ class ScoredGenerationProbe(Probe[GenParams]):
                  for i, r, c, ctl in zip(items, replies, counted, controls) if c and not ctl][:5]
         used = [scorer.info()] + ([ctx.scorer("non_answer").info()] if self.judge_attempts else [])
         return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=used,
-                           dataset=dataset_info(path, len(items), user=ctx.dataset is not None),
+                           dataset=info,
                            notes=[f"greedy, at most {p.max_new_tokens} new tokens; {layout_note(ctx)}"])

@@ -169,6 +169,8 @@ class Probe(ABC, Generic[P]):
     checks_items: ClassVar[bool] = False
     # True for a probe that reads the run's corpus (ctx.corpus, --corpus).
     takes_corpus: ClassVar[bool] = False
+    # Where the probe was defined: None for a built-in one, a probe spec's path for one written as data.
+    source: ClassVar[str | None] = None
 
     @abstractmethod
     def run(self, ctx: ProbeContext[P]) -> ProbeResult:

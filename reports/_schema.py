@@ -251,6 +251,8 @@ class ProbeReport(_Model):
     # Set when contamination.membership ran in the same audit and found this probe's items look seen
     # in training (its figures may measure memory); None: not checked, or nothing found.
     contamination: Contamination | None = None
+    # Where the probe was defined: "builtin", or the path of the probe spec (YAML) it was made from.
+    source: str | None = None
 
 
 class RiskReport(_Model):

@@ -37,6 +37,8 @@ from audit.errors import AuditError, BadInput
 SETTING_FLAGS = {
     "probe_params": "--param",
     "datasets": "--dataset",
+    "probe_files": "--probe-file",
+    "probe_dirs": "--probe-dir",
     "scorers": "--scorer",
     "chat_template": "--no-chat-template",
     "model_cache": "--no-model-cache",

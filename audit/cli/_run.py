@@ -83,6 +83,11 @@ class _Bar(Progress):
               help="Read a GGUF model from the file every time instead of from its converted copy in the local "
                    "model cache ($LM_AUDIT_CACHE_DIR, else ~/.cache/lm-risk-audit).")
 @click.option("--dataset", "datasets", multiple=True, help="User dataset file: PROBE_ID=PATH (or PATH for one probe).")
+@click.option("--probe-file", "probe_files", multiple=True, type=click.Path(path_type=Path), metavar="SPEC",
+              help="A probe written as data (YAML, see `lm-audit probes new`), run in addition to the taxonomy's "
+                   "probes (repeatable).")
+@click.option("--probe-dir", "probe_dirs", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Run every probe spec (*.yaml, *.yml) in DIR in addition to the taxonomy's probes (repeatable).")
 @click.option("--param", "params", multiple=True, help="Probe parameter: PROBE_ID:KEY=VALUE.")
 @click.option("--allow-download", is_flag=True, default=None, help="Allow fetching a hub model (off: never).")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run model code shipped with a checkpoint.")
@@ -129,6 +134,8 @@ def run(config_file: Path | None, quiet: bool, debug: bool, scorer_choices: tupl
     selected = flags["probes"] or file_values.get("probes") or []
     flags["datasets"] = parse_datasets(flags["datasets"], selected) or None
     flags["corpus"] = list(flags["corpus"]) or None
+    flags["probe_files"] = list(flags["probe_files"]) or None
+    flags["probe_dirs"] = list(flags["probe_dirs"]) or None
     flags["probe_params"] = parse_params(flags.pop("params")) or None
     flags["chat_template"] = False if flags.pop("no_chat_template") else None
     flags["model_cache"] = False if flags.pop("no_model_cache") else None
