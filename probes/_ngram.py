@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +37,11 @@ from typing import IO, Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BLOCK_BYTES = 1 << 20
 MAX_HITS = 5  # corpus locations kept per item
+_MAX_JSONL_LINE = 16 << 20  # a JSONL record longer than this is skipped (and listed), not held in memory
 _MAX_CARRY = 1 << 20  # a carry longer than this holds a word no item has: dropped (see _carry)
 _MARK = b"\x01"  # a byte items never hold: glued to a dropped word's rest, or between JSONL records
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -310,9 +315,12 @@ class _Matcher:
             if idx in seen or idx in self.retired or self.index.item_words[idx][first : first + grams.k] != found:
                 continue
             seen.add(idx)
+            hit, hits = locate(int(starts[j])), self.result.hits[idx]
+            if hits and hits[-1] == hit:  # another window of the same JSONL record: one match, not several
+                continue
             self.result.counts[idx] += 1
-            if len(self.result.hits[idx]) < MAX_HITS:
-                self.result.hits[idx].append(locate(int(starts[j])))
+            if len(hits) < MAX_HITS:
+                hits.append(hit)
             if self.result.counts[idx] >= MAX_COUNT:
                 self.retired.add(idx)
                 self.new_retired = True
@@ -323,9 +331,18 @@ def corpus_files(paths: Sequence[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            for root, dirs, names in os.walk(p):
+            for root, dirs, names in os.walk(p):  # directory links are not followed
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out += [Path(root) / n for n in sorted(names) if not n.startswith(".")]
+                # regular files only: a link (which may lead out of the directory, or dangle) or a FIFO
+                # or device (which would block or never end) is skipped, and logged
+                for n in sorted(names):
+                    f = Path(root) / n
+                    if n.startswith("."):
+                        continue
+                    if f.is_symlink() or not stat.S_ISREG(f.lstat().st_mode):
+                        log.warning("corpus: skipped %s (not a regular file)", f)
+                        continue
+                    out.append(f)
         else:
             out.append(p)
     return out
@@ -432,13 +449,20 @@ def _jsonl_blocks(fh: IO[bytes], path: Path, block_bytes: int, result: ScanResul
     """Per block of whole lines: the strings of each record (its ``text`` field, else all its
     strings, in order, joined by spaces), the records joined with an unmatchable separator so no
     window spans two of them."""
-    carry, at, lineno = b"", 0, 0
+    carry, at, lineno, skipping = b"", 0, 0, False
     while True:
         chunk = fh.read(block_bytes)
+        eof = not chunk
+        if skipping and chunk:  # the rest of a line over _MAX_JSONL_LINE: dropped up to its newline
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                at += len(chunk)
+                continue
+            at, chunk, skipping = at + nl + 1, chunk[nl + 1:], False
         data = carry + chunk if carry else chunk
         base = at - len(carry)
         at += len(chunk)
-        cut = len(data) if not chunk else data.rfind(b"\n") + 1
+        cut = len(data) if eof else data.rfind(b"\n") + 1
         parts: list[bytes] = []
         record_at: list[int] = []  # buffer position of each record
         line_at: list[int] = []  # file offset of each record's line
@@ -471,9 +495,14 @@ def _jsonl_blocks(fh: IO[bytes], path: Path, block_bytes: int, result: ScanResul
         yield (norm, len(norm), 0,
                lambda p, s=starts_arr, ln=lines_arr: int(ln[np.searchsorted(s, p, side="right") - 1]),
                len(chunk))
-        if not chunk:
+        if eof:
             return
-        carry = data[cut:]  # an unfinished line: whole into the next block, however long
+        carry = data[cut:]  # an unfinished line: whole into the next block, up to _MAX_JSONL_LINE
+        if len(carry) > _MAX_JSONL_LINE:  # memory stays bounded whatever the file (a gz of one endless line)
+            lineno += 1
+            if len(result.skipped_lines) < 1000:
+                result.skipped_lines.append(f"{path}:{lineno} (a line over {_MAX_JSONL_LINE >> 20} MiB)")
+            carry, skipping = b"", True
 
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "GramIndex", "Hit", "ScanResult", "corpus_files", "normalise", "scan", "words"]

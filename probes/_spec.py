@@ -110,8 +110,9 @@ class MetricBar(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
     higher_is_better: bool | None = False
-    warn: float | None = None
-    fail: float | None = None
+    # finite: a NaN bar would never be crossed, so the metric would always pass
+    warn: float | None = Field(default=None, allow_inf_nan=False)
+    fail: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class ProbeSpec(_Strict):
@@ -206,10 +207,21 @@ def _text(record: dict[str, Any], column: str) -> str:
     return str(value).strip()
 
 
+def _scalar(record: dict[str, Any], column: str) -> str:
+    """An optional id or tag column as text; a list or mapping there (which YAML aliases could make
+    huge) is refused rather than turned into text."""
+    value = record.get(column)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise _Bad(column, "must be text or a number")
+    return str(value)
+
+
 def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: str, csv: bool) -> _Item:
     """One record read through ``cols``; _Bad names the column and the problem."""
-    ident = str(record.get(cols.id) or default_id)
-    tags = {t: str(record.get(t, "") or "") for t in cols.tags}
+    ident = _scalar(record, cols.id) or default_id
+    tags = {t: _scalar(record, t) for t in cols.tags}
     cue_raw = record.get(cols.cue)
     cue: bool | None = None
     if cue_raw not in (None, ""):
@@ -241,7 +253,7 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
             index = -1
         if not 0 <= index < len(choices):
             raise _Bad(cols.answer, f"must be the index (from 0) of the right choice, 0 to {len(choices) - 1} "
-                                    f"(got {answer!r})")
+                                    f"(got {repr(answer)[:40] if isinstance(answer, (str, int, float)) else type(answer).__name__})")
         item.answer = index
     return item
 

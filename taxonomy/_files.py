@@ -190,12 +190,39 @@ def read_user_json_lines(path: Path | str, what: str = "JSONL file") -> Iterator
             yield lineno, _json_value(path, line, lineno)
 
 
+MAX_YAML_ALIASES = 20  # more risks an "alias bomb": nested aliases that expand a 1 KB file to gigabytes
+# (20 bound the expansion of shared references to about 1,500x the file)
+
+
+class _AliasBomb(Exception):
+    pass
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (standard tags only) that refuses a document with more than
+    ``MAX_YAML_ALIASES`` aliases, before anything is expanded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise _AliasBomb
+        return super().compose_node(parent, index)
+
+
 def read_user_yaml(path: Path | str, what: str = "YAML file", expect: type | None = dict) -> Any:
-    """A YAML document (``yaml.safe_load``), checked like ``read_user_json``. An empty file is
+    """A YAML document (``yaml.safe_load``'s loader, with at most ``MAX_YAML_ALIASES`` aliases), checked like ``read_user_json``. An empty file is
     None, accepted whatever ``expect`` is (the caller decides what empty means)."""
     text = read_user_text(path, what)
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 — a SafeLoader: standard tags only
+    except _AliasBomb:
+        raise UserFileError(path, f"more than {MAX_YAML_ALIASES} YAML aliases (*name): refused, since nested "
+                                  "aliases can expand a small file beyond memory") from None
     except yaml.YAMLError as exc:
         raise UserFileError(path, yaml_message(exc)) from None
     except RecursionError:

@@ -269,3 +269,27 @@ def test_a_corpus_without_a_probe_that_takes_it_is_refused(tmp_path: Path) -> No
                   model=FixedBackend())
     assert e.value.setting == "corpus"
 
+
+
+def test_the_corpus_walk_reads_regular_files_only_and_skips_endless_lines(tmp_path: Path) -> None:
+    """Memory stays bounded and the scan ends whatever the corpus holds: a JSONL line longer than the
+    limit (here a gz of one 40 MiB line) is skipped and listed, the records after it still found at
+    their offsets; links (which may lead out of the directory) and FIFOs (which would block) are skipped."""
+    import os
+
+    from probes._ngram import GramIndex, corpus_files, scan
+
+    item = "the quick brown fox jumps over the lazy dog again today near the old mill"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with gzip.open(corpus / "a.jsonl.gz", "wb") as f:
+        f.write(b"0" * (40 << 20) + b"\n" + json.dumps({"text": item}).encode() + b"\n")
+    outside = tmp_path / "secret.txt"
+    outside.write_text(item)
+    (corpus / "link.txt").symlink_to(outside)
+    os.mkfifo(corpus / "fifo.txt")
+    files = corpus_files([corpus])
+    assert [f.name for f in files] == ["a.jsonl.gz"]
+    result = scan(GramIndex([item], 13), files, block_bytes=1 << 20)
+    assert result.skipped_lines == [f"{corpus / 'a.jsonl.gz'}:1 (a line over 16 MiB)"]
+    assert [h.offset for h in result.hits[0]] == [(40 << 20) + 1]

@@ -280,3 +280,27 @@ def test_a_user_taxonomy_may_name_a_spec_probe(tmp_path: Path) -> None:
 def test_spec_roles_are_the_runs_roles_and_pii() -> None:
     assert SPEC_ROLES == (*ROLES, "pii")
     assert all(p.source is None for p in all_probes().values())  # built-ins say "builtin" in reports
+
+
+def test_alias_bombs_nan_bars_and_links_in_the_way_are_refused(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A 1 KB spec whose nested YAML aliases would expand to gigabytes is refused before anything is
+    expanded; a NaN bar (never crossed: the metric would always pass) is refused; `probes new` writes
+    neither through a dangling link nor over a file."""
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["l0: &l0 [" + ", ".join(["aaaaaaaaaaaaaaaaaaaaaaaaaa"] * 10) + "]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    bomb.write_text("\n".join(levels) + "\n"  # the anchors first: an alias must follow its anchor
+                    + LEAK_SPEC.replace("items:\n  path: leak.jsonl", "items:\n  - {id: *l5, text: hi}"))
+    with pytest.raises(SpecError, match=r"bomb\.yaml: more than 20 YAML aliases"):
+        load_probe_spec(bomb)
+    nan = _leak_spec(tmp_path / "nan")
+    nan.write_text(LEAK_SPEC.replace("fail: 0.5", "fail: .nan"))
+    with pytest.raises(SpecError, match=r"leak\.yaml: metrics\[0\]\.fail"):
+        load_probe_spec(nan)
+    out = tmp_path / "new"
+    out.mkdir()
+    target = tmp_path / "elsewhere.txt"
+    (out / "x.yaml").symlink_to(target)  # dangling: "does not exist", yet writing would create target
+    code, _, err = _lm_audit(capsys, "probes", "new", "acme.x", "--shape", "generated-rate", "--out", str(out))
+    assert code == 2 and "already exists; not overwritten" in err and not target.exists()

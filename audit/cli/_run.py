@@ -75,8 +75,8 @@ class _Bar(Progress):
 @click.option("--no-chat-template", is_flag=True, default=None, help="Send prompts as raw text.")
 @click.option("--system-prompt", metavar="TEXT",
               help="Audit the model as deployed: this system prompt becomes the first message of every conversation "
-                   "a probe sends (raw-text prompts are left alone). Recorded in the report with its sha256; never "
-                   "printed.")
+                   "a probe sends (raw-text prompts are left alone). Recorded verbatim in the report with its sha256 "
+                   "(so a report published as a CI job summary shows it); never printed to the console.")
 @click.option("--system-prompt-file", type=click.Path(path_type=Path), metavar="PATH",
               help="Read the system prompt from this UTF-8 file (instead of --system-prompt).")
 @click.option("--no-model-cache", is_flag=True, default=None,

@@ -91,12 +91,18 @@ def probes_new(name: str, shape: str, out_dir: Path) -> None:
         files = starter_files(name, shape)
     except ValueError as exc:
         raise BadInput(f"{name}: {exc}") from None
-    taken = [out_dir / f for f in files if (out_dir / f).exists()]
+    # is_symlink: a dangling link "does not exist", yet writing would create or truncate its target
+    taken = [out_dir / f for f in files if (out_dir / f).exists() or (out_dir / f).is_symlink()]
     if taken:
         raise BadInput(f"{taken[0]}: already exists; not overwritten (choose another NAME or --out)")
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():
-        (out_dir / fname).write_text(text, encoding="utf-8")
+        try:  # "x": created here or refused, never written through a link or over a file made meanwhile
+            with open(out_dir / fname, "x", encoding="utf-8") as fh:
+                fh.write(text)
+        except FileExistsError:
+            raise BadInput(f"{out_dir / fname}: already exists; not overwritten (choose another NAME or --out)") \
+                from None
         click.echo(f"wrote {shown(out_dir / fname)}")
     spec = out_dir / next(iter(files))
     click.echo(f"next: edit them, then `lm-audit probes --probe-file {shown(spec)}` and "
