@@ -124,7 +124,7 @@ def tiny_model(tiny_tokenizer):  # type: ignore[no-untyped-def]
     return make_model(tiny_tokenizer)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")  # a stateless builder: module-scoped fixtures may use it
 def backend_factory(tiny_tokenizer) -> Callable[..., object]:  # type: ignore[no-untyped-def]
     from audit.models._hf import HFBackend
 
