@@ -14,7 +14,6 @@ Errors are ``SpecError`` (a ``DatasetError``, exit 2) worded as the taxonomy's:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -30,7 +29,7 @@ from pydantic import (
 )
 
 from probes import stats
-from probes._datasets import dataset_info, read_csv_rows, read_json_lines
+from probes._datasets import dataset_info, file_sha256, read_csv_rows, read_json_lines
 from probes._pairs import PairParams, pair_result, score_pairs
 from probes._preference import qa_context
 from probes._registry import _PROBE_ID
@@ -537,10 +536,6 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[_Item], item_file:
         base = ChoiceSpecProbe
     name = "Spec_" + spec.id.replace(".", "_")
     return type(name, (base,), attrs)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_probe_spec(path: Path | str, builtin: Iterable[str] = ()) -> tuple[type[Probe], dict[str, str]]:

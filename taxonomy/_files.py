@@ -194,41 +194,35 @@ MAX_YAML_ALIASES = 20  # more risks an "alias bomb": nested aliases that expand 
 # (20 bound the expansion of shared references to about 1,500x the file)
 
 
-class _AliasBomb(Exception):
-    pass
-
-
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (standard tags only) that refuses a document with more than
-    ``MAX_YAML_ALIASES`` aliases, before anything is expanded."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                raise _AliasBomb
-        return super().compose_node(parent, index)
+def _too_many_aliases(text: str) -> bool:
+    """Whether the document has more than ``MAX_YAML_ALIASES`` aliases, counted on the parser's events,
+    before anything is composed or expanded."""
+    count = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            count += 1
+            if count > MAX_YAML_ALIASES:
+                return True
+    return False
 
 
 def read_user_yaml(path: Path | str, what: str = "YAML file", expect: type | None = dict) -> Any:
-    """A YAML document (``yaml.safe_load``'s loader, with at most ``MAX_YAML_ALIASES`` aliases), checked like ``read_user_json``. An empty file is
-    None, accepted whatever ``expect`` is (the caller decides what empty means)."""
+    """A YAML document (``yaml.safe_load``, with at most ``MAX_YAML_ALIASES`` aliases), checked like
+    ``read_user_json``. An empty file is None, accepted whatever ``expect`` is (the caller decides
+    what empty means)."""
     text = read_user_text(path, what)
     try:
-        value = yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 — a SafeLoader: standard tags only
-    except _AliasBomb:
-        raise UserFileError(path, f"more than {MAX_YAML_ALIASES} YAML aliases (*name): refused, since nested "
-                                  "aliases can expand a small file beyond memory") from None
+        bomb = _too_many_aliases(text)
+        value = None if bomb else yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserFileError(path, yaml_message(exc)) from None
     except RecursionError:
         raise UserFileError(path, "malformed YAML: nested too deeply") from None
     except ValueError as exc:  # a timestamp such as 2024-02-30
         raise UserFileError(path, f"malformed YAML: {exc}") from None
+    if bomb:
+        raise UserFileError(path, f"more than {MAX_YAML_ALIASES} YAML aliases (*name): refused, since nested "
+                                  "aliases can expand a small file beyond memory")
     check_unicode(path, value)
     if value is not None and expect is not None:
         require_type(path, value, expect, what)
