@@ -24,7 +24,7 @@ def naive_logprob(backend, req: LoglikRequest) -> float:
     return sum(lp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont))
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 16])
+@pytest.mark.parametrize("batch_size", [1, 3, 16, 64])
 def test_shared_context_loglikelihood_equals_naive(backend_factory, batch_size: int) -> None:
     backend = backend_factory(batch_size=batch_size)
     reqs = [LoglikRequest(context=c, continuation=k) for c in CONTEXTS for k in CONTS]
@@ -36,6 +36,20 @@ def test_shared_context_loglikelihood_equals_naive(backend_factory, batch_size: 
         assert res.n_tokens >= 1 and res.logprob < 0
 
 
+def test_many_padded_trees_in_one_pass_equal_naive(backend_factory, monkeypatch) -> None:
+    from audit.models import _score
+
+    monkeypatch.setattr(_score, "ROW_TOKENS", 24)  # several trees of unequal size, padded, in each pass
+    backend = backend_factory(batch_size=64)
+    calls = _spy_forward(backend)
+    reqs = [LoglikRequest(context=c, continuation=k) for c in CONTEXTS for k in CONTS]
+    got = backend.loglikelihood(reqs)
+    del backend.model.forward
+    assert len(calls) == 1 and calls[0][0] >= 3
+    for req, res in zip(reqs, got):
+        assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
+
+
 def test_chat_contexts_share_the_template(backend_factory) -> None:
     backend = backend_factory(chat_template=True, batch_size=4)
     ctx = chat(("user", "Is ice cold?"))
@@ -45,65 +59,68 @@ def test_chat_contexts_share_the_template(backend_factory) -> None:
         assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
 
 
-def _spy_forward(backend) -> list[tuple[int, int, int]]:
-    """(rows, width, real tokens) of every forward pass the backend makes from now on."""
-    calls: list[tuple[int, int, int]] = []
+def _spy_forward(backend) -> list[tuple[int, int]]:
+    """(rows, width) of every forward pass the backend makes from now on."""
+    calls: list[tuple[int, int]] = []
     original = backend.model.forward
 
     def spy(*args, **kwargs):
-        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-        calls.append((ids.shape[0], ids.shape[1], int(mask[:, -ids.shape[1]:].sum())))
+        calls.append(tuple(kwargs["input_ids"].shape))
         return original(*args, **kwargs)
 
     backend.model.forward = spy
     return calls
 
 
-def _common_prefix(seqs: list[list[int]]) -> int:
-    n = 0
-    while all(len(s) > n for s in seqs) and len({s[n] for s in seqs}) == 1:
-        n += 1
-    return n
-
-
 @pytest.mark.parametrize("chat_contexts", [False, True])
-def test_every_context_token_runs_once_per_batch(backend_factory, chat_contexts: bool) -> None:
+def test_every_shared_token_runs_once_per_batch(backend_factory, monkeypatch, chat_contexts: bool) -> None:
+    from audit.models import _score
+
     backend = backend_factory(batch_size=64, chat_template=chat_contexts)
     contexts = [chat(("user", c)) for c in CONTEXTS] if chat_contexts else CONTEXTS
     reqs = [LoglikRequest(context=c, continuation=k) for c in contexts for k in CONTS]
+    trees: list[list[int]] = []
+    planted = _score.plant
+
+    def spy_plant(requests, row_tokens):
+        out = planted(requests, row_tokens)
+        trees.append([len(t) for t in out[0]])
+        return out
+
+    monkeypatch.setattr(_score, "plant", spy_plant)
     calls = _spy_forward(backend)
     got = backend.loglikelihood(reqs)
     del backend.model.forward  # the spy; naive scoring below uses the model's own forward
-    prefixes = [backend.encode_prompt(c)[:-1] for c in contexts]
-    shared = _common_prefix(prefixes)
-    if chat_contexts:
-        assert shared >= 3  # the template's opening is run once, not once per context
-    conts = [backend.continuation_ids(r.context, r.continuation)[1] for r in reqs]
-    # the shared prefix once, each context's remainder once, each continuation once
-    assert sum(real for *_, real in calls) == shared + sum(len(p) - shared for p in prefixes) + sum(map(len, conts))
-    ctx_passes = ([1] if shared else []) + [len(contexts)]
-    assert [rows for rows, *_ in calls[: len(ctx_passes)]] == ctx_passes
-    assert sum(rows for rows, *_ in calls[len(ctx_passes):]) == len(reqs)
-    # continuation chunks are cut by length, so padding stays small
-    slots = sum(rows * width for rows, width, _ in calls[len(ctx_passes):])
-    assert slots <= 1.5 * sum(map(len, conts))
+    fed = [c + k[:-1] for c, k in (backend.continuation_ids(r.context, r.continuation) for r in reqs)]
+    prefixes = {tuple(seq[:n]) for seq in fed for n in range(1, len(seq) + 1)}
+    # One pass, one tree: every distinct prefix of what is fed is one position, no more.
+    assert len(calls) == 1 and trees == [[len(prefixes)]]
+    assert calls[0] == (1, len(prefixes))
+    # shared: far fewer positions than feeding each request whole
+    assert len(prefixes) < 0.6 * sum(map(len, fed))
+    if chat_contexts:  # the template's opening is one set of positions for every context
+        assert len({seq[:3] for seq in map(tuple, fed)}) == 1
     for req, res in zip(reqs, got):
         assert res.logprob == pytest.approx(naive_logprob(backend, req), abs=1e-4)
+        assert res.n_tokens == len(backend.continuation_ids(req.context, req.continuation)[1])
 
 
-def test_length_chunks_bound_the_padding() -> None:
-    from audit.models._tensors import length_chunks
+def test_trees_bound_rows_and_padding() -> None:
+    from audit.models._tree import plant
 
-    lengths = [31, 30, 28, 24, 23, 20, 17, 16, 12, 9, 8, 8, 3]
-    sizes = length_chunks(lengths, ratio=0.75, min_rows=1)
-    assert sum(sizes) == len(lengths)
-    start = 0
-    for size in sizes:
-        run = lengths[start : start + size]
-        assert min(run) >= 0.75 * max(run)
-        start += size
-    assert length_chunks([10, 2, 1], ratio=0.75, min_rows=4) == [3]  # too few rows to split
-    assert length_chunks([]) == []
+    reqs = [(i, [1, 2, 3, 10 + i % 7], [20 + i, 30, 31, 40 + i % 3]) for i in range(60)]
+    trees, scored = plant(reqs, row_tokens=32)
+    assert all(len(t) <= 32 for t in trees) and len(trees) > 1
+    assert sorted(s.req for s in scored) == list(range(60))
+    for s in scored:  # the positions predicting each continuation hold the tokens before it
+        tree = trees[s.row]
+        ctx, cont = reqs[s.req][1], reqs[s.req][2]
+        assert [tree.tokens[p] for p in s.positions] == [ctx[-1]] + cont[:-1] and s.targets == cont
+        assert [tree.depth[p] for p in s.positions] == list(range(len(ctx) - 1, len(ctx) + len(cont) - 1))
+    see = trees[0].visibility(34)
+    assert see[33, 33] and see[33].sum() == 1  # padding sees itself only
+    for i, p in enumerate(trees[0].parent):  # a position sees exactly its ancestors and itself
+        assert see[i].sum() == trees[0].depth[i] + 1 and (p < 0 or see[i, p])
 
 
 def test_batched_greedy_generation_equals_one_at_a_time(backend_factory) -> None:
@@ -285,7 +302,8 @@ def test_out_of_memory_backs_off_to_smaller_batches(tiny_model, backend_factory,
     @functools.wraps(real_forward)  # keeps the signature the backend inspects
     def small_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is not None and ids.shape[0] > 2:
+        # Memory for two rows of generation, or a token tree of two of these requests (11 positions).
+        if ids is not None and (ids.shape[0] > 2 or ids.shape[1] > 12):
             raise torch.OutOfMemoryError("simulated")
         return real_forward(*args, **kwargs)
 

@@ -1,8 +1,8 @@
 """Log-likelihoods in shared-context batches.
 
 Requests are grouped by context (each distinct context encoded once) and packed into
-batches across groups, within the row and token budgets; ``_score.score_batch`` scores a
-batch. A computed batch is stored in the run's cache under its exact token layout, which a
+batches across groups in token order, within the row and token budgets; ``_score.score_batch``
+scores a batch. A computed batch is stored in the run's cache under its exact token layout, which a
 resumed run looks up, so the packing decides the cache keys: change it and old caches miss.
 """
 
@@ -54,27 +54,24 @@ def group_by_context(requests: list[LoglikRequest], prompts: PromptEncoder) -> d
 
 
 def pack(groups: dict[tuple[int, ...], Continuations], batch_size: int, max_batch_tokens: int) -> list[Batch]:
-    """Batches of (context, continuations): longest first (an OOM shows at once), rows and
-    tokens within budget; a context with more continuations than a batch is split."""
-    items: list[Group] = []
-    for ctx, conts in groups.items():
-        for start in range(0, len(conts), batch_size):
-            items.append((ctx, conts[start : start + batch_size]))
-    # Longest context first: contexts are left-padded together in one pass, while the
-    # continuations are re-sorted by length inside the batch (see score_batch).
-    items.sort(key=lambda it: (-len(it[0]), -max(len(c) for _, c in it[1])))
+    """Batches of (context, continuations) holding at most ``batch_size`` continuations and
+    ``max_batch_tokens`` fed tokens (counted as if nothing were shared; a request longer than
+    that gets a batch of its own). Contexts, and each context's continuations, go in token
+    order, so that those sharing an opening land side by side and share it in a token tree."""
     batches: list[Batch] = []
     current: Batch = []
-    rows = 0
-    width = 0
-    for ctx, conts in items:
-        w = max(width, len(ctx) + max(len(c) for _, c in conts))
-        if current and (rows + len(conts) > batch_size or (rows + len(conts)) * w > max_batch_tokens):
-            batches.append(current)
-            current, rows, w = [], 0, len(ctx) + max(len(c) for _, c in conts)
-        current.append((ctx, conts))
-        rows += len(conts)
-        width = w
+    rows = tokens = 0
+    for ctx in sorted(groups):
+        for idx, cont in sorted(groups[ctx], key=lambda ic: ic[1]):
+            cost = len(ctx) + len(cont)
+            if current and (rows + 1 > batch_size or tokens + cost > max_batch_tokens):
+                batches.append(current)
+                current, rows, tokens = [], 0, 0
+            if not current or current[-1][0] != ctx:
+                current.append((ctx, []))
+            current[-1][1].append((idx, cont))
+            rows += 1
+            tokens += cost
     if current:
         batches.append(current)
     return batches

@@ -1,9 +1,10 @@
-"""Scoring one log-likelihood batch in up to three forward passes, each token run once.
+"""Scoring one log-likelihood batch in one forward pass, each shared token run once.
 
-The prefix every context in the batch shares (a chat template's system turn) runs once at
-batch size one; each context's remainder runs once, left-padded, with the shared prefix's
-KV cache copied to its row; every continuation runs once with its context's cache copied to
-its row, in chunks of similar length so that right-padding wastes little compute.
+The batch's requests are planted in token trees (``_tree``): a context shared by several
+continuations, the system turn every chat context shares and the common opening of two
+sentences are each one set of positions, which the requests branching from them attend to
+through a 4-D attention mask; position ids are tree depths. No KV cache is built or copied,
+and the vocabulary projection runs only where a continuation token is predicted.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import numpy as np
 import torch
 
 from audit.errors import RuntimeFailure
 from audit.models._loglik import Batch
-from audit.models._tensors import common_prefix_len, length_chunks, padded, select_rows
+from audit.models._tree import plant
 from probes.model import LoglikResult
 
 
@@ -41,80 +43,79 @@ class ForwardPass:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
         return out.logits, getattr(out, self._cache_arg)
 
+    def additive_mask(self, see: torch.Tensor) -> torch.Tensor:
+        """A boolean (rows, 1, q, k) visibility as the additive float mask every attention
+        implementation takes (0 where visible, the dtype's minimum elsewhere)."""
+        dtype = self.model.dtype
+        return torch.zeros(see.shape, dtype=dtype, device=see.device).masked_fill_(~see, torch.finfo(dtype).min)
+
+    def select(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor,
+               cols: torch.Tensor) -> torch.Tensor:
+        """Logits (n, vocab) at positions (``rows``, ``cols``) of one forward pass with a 4-D
+        ``mask``, no KV cache kept. The output layer sees only those positions (a hook on it
+        picks them from the hidden states), so its vocabulary projection — the costliest
+        layer of a small model — and any logit post-processing run on them alone."""
+        head = self.model.get_output_embeddings()
+        picked: list[bool] = []
+
+        def pick(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            picked.append(True)
+            return (args[0][rows, cols][None], *args[1:])
+
+        handle = head.register_forward_pre_hook(pick) if head is not None else None
+        try:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        finally:
+            if handle is not None:
+                handle.remove()
+        logits = out.logits
+        if picked and logits.shape[:2] == (1, len(rows)):
+            return logits[0]
+        return logits[rows, cols]  # an output layer called otherwise: pick from the full logits
+
+
+ROW_TOKENS = 256  # positions per tree row: attention grows with its square, padding with its spread
+
 
 @torch.inference_mode()
-def score_batch(batch: Batch, forward: ForwardPass, *, pad_id: int, device: Any,
-                model_id: str) -> list[tuple[int, LoglikResult]]:
-    """(request index, result) for every continuation in ``batch``. The last context token is
-    fed with the continuation so that its logits predict the continuation's first token."""
-    dev = device
-    prefixes = [list(ctx[:-1]) for ctx, _ in batch]
-    shared = common_prefix_len(prefixes)  # all of it when the batch has one context
-    rests = [p[shared:] for p in prefixes]
-    row_group: list[int] = []
-    row_inputs: list[list[int]] = []
-    row_targets: list[list[int]] = []
-    row_req: list[int] = []
-    for g, (ctx, conts) in enumerate(batch):
-        for req_idx, cont in conts:
-            row_group.append(g)
-            row_inputs.append([ctx[-1]] + cont[:-1])
-            row_targets.append(cont)
-            row_req.append(req_idx)
-
-    cache = None
-    mask = torch.zeros((1, 0), dtype=torch.long, device=dev)  # attention mask of what is cached
-    if shared:
-        ids = torch.tensor([prefixes[0][:shared]], dtype=torch.long, device=dev)
-        mask = torch.ones_like(ids)
-        _, cache = forward(ids, mask, torch.arange(shared, device=dev)[None, :], None, logits=False)
-    rlen = max(len(r) for r in rests)
-    if rlen:
-        # Context remainders, left-padded so each context's tokens end where its continuations begin.
-        ids, rmask = padded(rests, rlen, pad_id, dev, left=True)
-        if cache is not None and len(batch) > 1:
-            cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
-        mask = torch.cat([mask.expand(len(batch), -1), rmask], dim=1)
-        pos = shared + (rmask.cumsum(-1) - 1).clamp(min=0)
-        _, cache = forward(ids, mask, pos, cache, logits=False)
-    # Continuations longest first, in chunks of similar length: rows are right-padded
-    # to their chunk's longest, so chunking keeps the padding (wasted compute) small.
-    owner = [g if rlen else 0 for g in row_group]  # the cache row each continuation extends
-    order = sorted(range(len(row_inputs)), key=lambda r: -len(row_inputs[r]))
-    chunks = length_chunks([len(row_inputs[r]) for r in order])
-    results: list[LoglikResult | None] = [None] * len(row_inputs)
-    start = 0
-    for n, size in enumerate(chunks):
-        rows = order[start : start + size]
-        start += size
-        sel = torch.tensor([owner[r] for r in rows], device=dev)
-        if cache is None:
-            chunk_cache, chunk_mask = None, mask.expand(size, -1)
-        else:
-            last = n == len(chunks) - 1  # the last chunk may consume the cache itself
-            chunk_cache = select_rows(cache, sel, in_place=last)
-            chunk_mask = mask[sel]
-        width = len(row_inputs[rows[0]])
-        ids, row_mask = padded([row_inputs[r] for r in rows], width, pad_id, dev, left=False)
-        pos = chunk_mask.sum(-1)[:, None] + torch.arange(width, device=dev)[None, :]
-        logits, _ = forward(ids, torch.cat([chunk_mask, row_mask], dim=1), pos, chunk_cache)
-        del chunk_cache
-        # Only real positions: log p(target) = logit[target] - logsumexp(logits).
-        flat = logits[row_mask.bool()].float()
-        targets = torch.tensor([t for r in rows for t in row_targets[r]], device=dev)
-        lp = flat.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(flat, dim=-1)
-        hit = flat.argmax(-1) == targets
-        lp, hit = lp.cpu(), hit.cpu()  # one device-to-host copy per chunk, not one per row
-        offset = 0
-        for r in rows:
-            k = len(row_targets[r])
-            seg = lp[offset : offset + k]
-            if not torch.isfinite(seg).all():
-                raise RuntimeFailure(f"non-finite log-probability for request {row_req[r]} (model {model_id})")
-            greedy = bool(hit[offset : offset + k].all())
-            results[r] = LoglikResult(logprob=float(seg.sum()), n_tokens=k, is_greedy=greedy)
-            offset += k
-    return [(row_req[r], res) for r, res in enumerate(results) if res is not None]
+def score_batch(batch: Batch, forward: ForwardPass, *, pad_id: int, device: Any, model_id: str,
+                row_tokens: int | None = None) -> list[tuple[int, LoglikResult]]:
+    """(request index, result) for every continuation in ``batch``, in one forward pass: the
+    batch's requests are planted in token trees (``_tree``) of about ``row_tokens`` positions
+    (default ``ROW_TOKENS``), padded to the longest,
+    every shared prefix computed once, and the vocabulary projection runs only on the
+    positions that predict a continuation token."""
+    requests = [(req, list(ctx), cont) for ctx, conts in batch for req, cont in conts]
+    trees, scored = plant(requests, row_tokens or ROW_TOKENS)
+    width = max(len(t) for t in trees)
+    ids = torch.full((len(trees), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(trees), width), dtype=torch.long)
+    see = np.zeros((len(trees), 1, width, width), dtype=bool)
+    for r, tree in enumerate(trees):
+        ids[r, : len(tree)] = torch.tensor(tree.tokens, dtype=torch.long)
+        pos[r, : len(tree)] = torch.tensor(tree.depth, dtype=torch.long)
+        see[r, 0] = tree.visibility(width)
+    rows = torch.tensor([s.row for s in scored for _ in s.positions], dtype=torch.long)
+    cols = torch.tensor([p for s in scored for p in s.positions], dtype=torch.long)
+    targets = torch.tensor([t for s in scored for t in s.targets], dtype=torch.long, device=device)
+    logits = forward.select(ids.to(device), forward.additive_mask(torch.from_numpy(see).to(device)),
+                            pos.to(device), rows.to(device), cols.to(device))
+    # log p(target) = logit[target] - logsumexp(logits), on the selected positions only.
+    flat = logits.float()
+    lp = flat.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(flat, dim=-1)
+    hit = flat.argmax(-1) == targets
+    lp, hit = lp.cpu(), hit.cpu()  # one device-to-host copy per batch, not one per request
+    out: list[tuple[int, LoglikResult]] = []
+    offset = 0
+    for s in scored:
+        k = len(s.targets)
+        seg = lp[offset : offset + k]
+        if not torch.isfinite(seg).all():
+            raise RuntimeFailure(f"non-finite log-probability for request {s.req} (model {model_id})")
+        out.append((s.req, LoglikResult(logprob=float(seg.sum()), n_tokens=k,
+                                        is_greedy=bool(hit[offset : offset + k].all()))))
+        offset += k
+    return out
 
 
 __all__ = ["ForwardPass", "score_batch"]
