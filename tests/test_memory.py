@@ -27,12 +27,12 @@ def test_token_bytes_follow_the_shape() -> None:
 
 
 def test_plenty_of_memory_keeps_the_cpu_size_rule() -> None:
-    plan = plan_batches(llama(), 135_000_000, torch.float32, "cpu", free_bytes=20 * GiB)
-    assert plan.batch_size == 64
+    plan = plan_batches(llama(), 135_000_000, torch.float32, "cpu", free_bytes=40 * GiB)
+    assert plan.batch_size == 128
     assert plan.max_batch_tokens >= 8192
     assert "memory free on cpu" in plan.reason
     # powers of two: a little more or less free memory gives the same plan
-    assert plan == plan_batches(llama(), 135_000_000, torch.float32, "cpu", free_bytes=19 * GiB)
+    assert plan == plan_batches(llama(), 135_000_000, torch.float32, "cpu", free_bytes=38 * GiB)
     assert plan.max_batch_tokens & (plan.max_batch_tokens - 1) == 0
     assert plan_batches(llama(), 7_000_000_000, torch.float32, "cpu", free_bytes=64 * GiB).batch_size == 4
 
@@ -62,7 +62,7 @@ def test_unknown_free_memory_falls_back_to_the_size_rule(monkeypatch) -> None:
 
     monkeypatch.setattr(memory, "free_memory_bytes", lambda device: None)
     plan = plan_batches(llama(), 135_000_000, torch.float32, "cpu")
-    assert (plan.batch_size, plan.max_batch_tokens) == (64, 16384)
+    assert (plan.batch_size, plan.max_batch_tokens) == (128, 16384)
     assert "unknown" in plan.reason
 
 

@@ -88,6 +88,7 @@ def test_every_shared_token_runs_once_per_batch(backend_factory, monkeypatch, ch
         return out
 
     monkeypatch.setattr(_score, "plant", spy_plant)
+    monkeypatch.setattr(_score, "ROW_TOKENS", 4096)  # all of it in one tree
     calls = _spy_forward(backend)
     got = backend.loglikelihood(reqs)
     del backend.model.forward  # the spy; naive scoring below uses the model's own forward
@@ -185,7 +186,7 @@ def test_local_checkpoint_loads_offline_and_fingerprints_files(tiny_model, save_
     again = load_model(str(d)).info()
     assert again.fingerprint_sha256 == info.fingerprint_sha256
     # no --batch-size: planned from the shape and free memory, and the report says so
-    assert info.batch_size == 64 and backend.max_batch_tokens >= 256
+    assert info.batch_size == 128 and backend.max_batch_tokens >= 256
     assert any("planned from the memory free on cpu" in n for n in info.notes)
     fixed = load_model(str(d), batch_size=3)
     assert fixed.info().batch_size == 3 and any("set by --batch-size" in n for n in fixed.info().notes)

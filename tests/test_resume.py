@@ -58,19 +58,21 @@ def test_cache_keys_include_the_model_and_parameters(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_interrupted_run_resumes_without_repeating_model_calls(tiny_model, tiny_tokenizer, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit.models import _generate
+
     calls: list[str] = []
-    real_score, real_generate = HFBackend._score_batch, tiny_model.generate
+    real_score, real_finish = HFBackend._score_batch, _generate.finish
 
     def counting_score(self, batch):  # type: ignore[no-untyped-def]
         calls.append("loglik")
         return real_score(self, batch)
 
-    def counting_generate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append("generate")
-        return real_generate(*args, **kwargs)
+    def counting_finish(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("generate")  # one per computed generation (cache hits are not finished again)
+        return real_finish(*args, **kwargs)
 
     monkeypatch.setattr(HFBackend, "_score_batch", counting_score)
-    monkeypatch.setattr(tiny_model, "generate", counting_generate)
+    monkeypatch.setattr(_generate, "finish", counting_finish)
 
     def backend() -> HFBackend:
         return HFBackend(tiny_model, tiny_tokenizer, model_id="tiny", batch_size=4)

@@ -158,8 +158,9 @@ class HFBackend:
         cache: BatchCache | None = None,
     ) -> list[Generation]:
         """Generate for every prompt, with one set of parameters or one per prompt. Prompts
-        with equal parameters share batches; greedy and sampled requests never do. Each
-        computed batch goes to ``cache`` (and is read from it first)."""
+        with equal parameters share batches (continuous batching: ``_generate``); greedy and
+        sampled requests never do. Each request goes to ``cache`` as soon as it ends (and is
+        read from it first)."""
         results: list[Generation | None] = [None] * len(prompts)
         for group_params, idxs in group_by_params(len(prompts), params).items():
             group = [prompts[i] for i in idxs]
