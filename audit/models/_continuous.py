@@ -2,8 +2,9 @@
 at once and queued prompts take the free slots.
 
 Rows wait in a queue, longest prompt first. When at least a quarter of the ``batch_size``
-slots are free (or the queue fits in what is free), the newcomers are prefilled together as a
-left-padded mini-batch and their KV cache is merged into the running batch's: the shorter of
+slots are free (or the queue fits in what is free), the newcomers are prefilled together —
+the opening they all share (a system prompt) once, then their own tokens as a left-padded
+mini-batch — and their KV cache is merged into the running batch's: the shorter of
 the two caches is left-padded along the sequence axis with masked positions, so every row's
 last token stays in the last column. Leading columns that no remaining row attends to are
 trimmed when rows leave. Position ids come from the attention mask (cumsum - 1), as
@@ -178,6 +179,67 @@ def _check_cache(cache: Any) -> None:
         raise Unsupported("offloaded KV cache")
 
 
+SHARED_MIN = 8  # a shared opening shorter than this is not worth a pass of its own
+
+
+def shared_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every sequence shares, leaving each at least one of its own
+    (whose logits predict the first new token)."""
+    first, n = seqs[0], min(len(s) for s in seqs) - 1
+    for k in range(max(n, 0)):
+        if any(s[k] != first[k] for s in seqs):
+            return k
+    return max(n, 0)
+
+
+def by_opening(prompts: list[list[int]]) -> list[list[int]]:
+    """Indices of ``prompts`` in groups that share an opening of at least ``SHARED_MIN`` tokens
+    (prompts with and without a system prompt, or with two different ones, arrive together);
+    the prompts that share none with another form one group of their own."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    groups: list[list[int]] = []
+    loners: list[int] = []
+    run = order[:1]
+    for i in order[1:] + [-1]:
+        if i >= 0 and shared_prefix_len([prompts[run[0]], prompts[i]]) >= SHARED_MIN:
+            run.append(i)
+            continue
+        if len(run) > 1:
+            groups.append(run)
+        else:
+            loners += run
+        run = [i]
+    return groups + ([sorted(loners)] if loners else [])
+
+
+def prefill(forward: DecodeForward, prompts: list[list[int]], pad_id: int,
+            device: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    """(last-position logits, KV cache, attention mask) of ``prompts`` run together. The
+    opening they all share (a system prompt, a chat template's system turn) runs once, at one
+    row, and its cache is repeated for every row; each prompt's remainder then runs
+    left-padded after it, so a padded column may sit between the shared opening and a row's
+    own tokens (masked; positions count real tokens only, as ``model.generate`` counts them)."""
+    shared = shared_prefix_len(prompts) if len(prompts) > 1 else 0
+    if shared < SHARED_MIN:
+        width = max(len(p) for p in prompts)
+        ids, mask = padded(prompts, width, pad_id, device, left=True)
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        logits, cache = forward(ids, mask, pos, None)
+        return logits, cache, mask
+    head = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device)
+    _, cache = forward(head, torch.ones_like(head), torch.arange(shared, device=device)[None, :], None)
+    _check_cache(cache)
+    for layer in cache.layers:  # one copy of the opening per row
+        layer.keys = layer.keys.expand(len(prompts), -1, -1, -1).contiguous()
+        layer.values = layer.values.expand(len(prompts), -1, -1, -1).contiguous()
+    rests = [p[shared:] for p in prompts]
+    ids, rmask = padded(rests, max(len(r) for r in rests), pad_id, device, left=True)
+    mask = torch.cat([rmask.new_ones((len(prompts), shared)), rmask], dim=1)
+    pos = (shared + rmask.cumsum(-1) - 1).masked_fill(rmask == 0, 0)
+    logits, cache = forward(ids, mask, pos, cache)
+    return logits, cache, mask
+
+
 def decode(forward: DecodeForward, queue: list[Row], settings: DecodeSettings, *, batch_size: int, device: Any,
            done: Callable[[Row], None]) -> int:
     """Run every row of ``queue`` (in that order) to its end, at most ``batch_size`` at once;
@@ -217,26 +279,25 @@ def decode(forward: DecodeForward, queue: list[Row], settings: DecodeSettings, *
     while pending or batch.rows:
         free = batch_size - len(batch.rows)
         if pending and (not batch.rows or free >= min(refill, len(pending))):
-            newcomers, pending = pending[:free], pending[free:]
-            for r in newcomers:
+            arrivals, pending = pending[:free], pending[free:]
+            for r in arrivals:
                 if s.sampling is not None and r.seed is not None:
                     r.generator = torch.Generator(device="cpu").manual_seed(r.seed)
-            width = max(len(r.prompt) for r in newcomers)
-            ids, mask = padded([r.prompt for r in newcomers], width, s.pad_id, device, left=True)
-            pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-            logits, cache = forward(ids, mask, pos, None)
-            row_steps += len(newcomers)
-            if not checked:
-                _check_cache(cache)
-                checked = True
-            keep = decide(logits, newcomers)
-            if keep:
-                if len(keep) < len(newcomers):
-                    sel = torch.tensor(keep, device=mask.device)
-                    for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[sel], layer.values[sel]
-                    mask = mask[sel]
-                batch.merge([newcomers[k] for k in keep], cache, mask)
+            for group in by_opening([r.prompt for r in arrivals]):
+                newcomers = [arrivals[k] for k in group]
+                logits, cache, mask = prefill(forward, [r.prompt for r in newcomers], s.pad_id, device)
+                row_steps += len(newcomers)
+                if not checked:
+                    _check_cache(cache)
+                    checked = True
+                keep = decide(logits, newcomers)
+                if keep:
+                    if len(keep) < len(newcomers):
+                        sel = torch.tensor(keep, device=mask.device)
+                        for layer in cache.layers:
+                            layer.keys, layer.values = layer.keys[sel], layer.values[sel]
+                        mask = mask[sel]
+                    batch.merge([newcomers[k] for k in keep], cache, mask)
             continue  # refill again (a newcomer may have ended at once) before decoding
         assert batch.mask is not None
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)
@@ -249,4 +310,5 @@ def decode(forward: DecodeForward, queue: list[Row], settings: DecodeSettings, *
     return row_steps
 
 
-__all__ = ["DecodeForward", "DecodeSettings", "Row", "Unsupported", "decode", "unsupported_reason"]
+__all__ = ["DecodeForward", "DecodeSettings", "Row", "Unsupported", "by_opening", "decode", "prefill", "shared_prefix_len",
+           "unsupported_reason"]
