@@ -218,13 +218,15 @@ def prefill(forward: DecodeForward, prompts: list[list[int]], pad_id: int,
     opening they all share (a system prompt, a chat template's system turn) runs once, at one
     row, and its cache is repeated for every row; each prompt's remainder then runs
     left-padded after it, so a padded column may sit between the shared opening and a row's
-    own tokens (masked; positions count real tokens only, as ``model.generate`` counts them)."""
+    own tokens (masked; positions count real tokens only, as ``model.generate`` counts them).
+    Raises ``Unsupported`` for a KV cache the loop cannot merge, before any row is decided."""
     shared = shared_prefix_len(prompts) if len(prompts) > 1 else 0
     if shared < SHARED_MIN:
         width = max(len(p) for p in prompts)
         ids, mask = padded(prompts, width, pad_id, device, left=True)
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         logits, cache = forward(ids, mask, pos, None)
+        _check_cache(cache)
         return logits, cache, mask
     head = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device)
     _, cache = forward(head, torch.ones_like(head), torch.arange(shared, device=device)[None, :], None)
@@ -250,7 +252,6 @@ def decode(forward: DecodeForward, queue: list[Row], settings: DecodeSettings, *
     batch = _Batch()
     pending = list(queue)
     refill = max(1, batch_size // 4)
-    checked = False
     row_steps = 0
 
     def decide(logits: torch.Tensor, rows: list[Row]) -> list[int]:
@@ -287,9 +288,6 @@ def decode(forward: DecodeForward, queue: list[Row], settings: DecodeSettings, *
                 newcomers = [arrivals[k] for k in group]
                 logits, cache, mask = prefill(forward, [r.prompt for r in newcomers], s.pad_id, device)
                 row_steps += len(newcomers)
-                if not checked:
-                    _check_cache(cache)
-                    checked = True
                 keep = decide(logits, newcomers)
                 if keep:
                     if len(keep) < len(newcomers):
