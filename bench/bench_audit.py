@@ -7,7 +7,7 @@ the wall time into model calls, scoring (scorers and PII detection, redaction in
 and everything else (imports, model load, probe code, writing reports), overall and per
 probe, from the run's report.json. With ``--before REF`` the same audit runs first from
 that commit's tree (``git archive``), and the table puts the two side by side, with the
-speed-up and whether every metric came out the same.
+speed-up and every difference between the two reports and sample files (bench/report_diff.py).
 
     .venv/bin/python bench/bench_audit.py [--model smollm2-135m] [--before REF] [--out DIR]
         [-- extra lm-audit args]
@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from _child import ROOT, extract, run_child, tree_env
+from report_diff import differences
 
 
 def audit(tree: Path, out: Path, model: str, extra: list[str]) -> dict[str, object]:
@@ -42,10 +43,6 @@ def split(r: dict[str, object]) -> dict[str, float]:
             "startup": wall - run["duration_s"]}
 
 
-def metrics(report: dict) -> dict[tuple[str, str], object]:  # type: ignore[type-arg]
-    return {(p["id"], m["name"]): m["value"] for p in report["probes"] for m in p["metrics"]}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -61,6 +58,7 @@ def main() -> None:
             tree = extract(args.before, Path(tmp))
             runs.append((f"before ({args.before})", audit(tree, base / "before", args.model, args.extra)))
         runs.append(("this tree", audit(ROOT, base / "after", args.model, args.extra)))
+        found = differences(base / "before", base / "after", ignore_source=True) if args.before else []
     report = runs[-1][1]["report"]
     print(f"`lm-audit run --model {args.model} {' '.join(args.extra)}`".replace("  ", " "))
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
@@ -78,10 +76,14 @@ def main() -> None:
     print("| peak RSS GiB | " + " | ".join(f"{float(r['rss']):.2f} | " for _, r in runs) + " |")  # type: ignore[arg-type]
     if len(runs) == 2:
         (_, a), (_, b) = splits
-        same = metrics(runs[0][1]["report"]) == metrics(report)  # type: ignore[arg-type]
         print()
         print(f"speed-up: {a['wall'] / b['wall']:.2f}x wall, {a['model'] / b['model']:.2f}x inside model calls; "
-              f"every metric of every probe the same: {same}")
+              f"reports and samples the same (clock times, durations, footprint timings and probe sources left "
+              f"out): {not found}")
+        for line in found[:40]:
+            print(f"    {line}")
+        if len(found) > 40:
+            print(f"    ... {len(found) - 40} more (bench/report_diff.py on the two run directories lists them)")
     print()
     print("| probe | samples | " + " | ".join(f"{name} s (model / scoring)" for name, _ in runs) + " |")
     print("|---|---|" + "---|" * len(runs))

@@ -112,10 +112,10 @@ def _requests(job: str, path: Path, limit: int | None):  # type: ignore[no-untyp
         reqs = [LoglikRequest(context=f"Q: {d['question']}\nA:", continuation=" " + c)
                 for d in docs for c in d["choices"]]
     else:
-        from probes.bias import load_crows_pairs_csv
+        from probes import get_probe
 
-        pairs = load_crows_pairs_csv(path)[:limit]
-        docs = [{"sent_more": a, "sent_less": b} for _, _, a, b, _ in pairs]
+        pairs = get_probe("bias.stereotype_pairs").dataset_items(path)[:limit]  # type: ignore[attr-defined]
+        docs = [{"sent_more": p.more, "sent_less": p.less} for p in pairs]
         reqs = [LoglikRequest(context="", continuation=s) for d in docs for s in (d["sent_more"], d["sent_less"])]
     return docs, reqs
 

@@ -4,12 +4,16 @@ A spec is data, never code: read with ``yaml.safe_load`` (``taxonomy.read_user_y
 ``!!python/object`` tag is a load error), validated by pydantic with unknown keys refused, and it
 names only a *shape* the project already implements: ``generated-rate`` (``ScoredGenerationProbe``:
 generate, score with a scorer role or a block list, count the hits), ``likelihood-pairs``
-(``probes._pairs``: which of two sentences the model finds more likely) and ``multiple-choice`` (the
-MC1 comparison of ``misinformation.truthfulness_mc``). So a spec probe's statistics (Wilson and
+(``probes._pairs``: which of two sentences the model finds more likely) and ``multiple-choice`` (MC1
+and MC2 as ``misinformation.truthfulness_mc`` computes them). So a spec probe's statistics (Wilson and
 clustered intervals, scorer correction, statuses) are the built-in probes'.
 
+The built-in probes of these shapes are specs too, packaged beside their items in ``probes/data``
+(``<probe id>.yaml``) and registered at import (``register_packaged``): the same engine, so a user's
+spec can do what they do. Their source reads ``builtin:probes/data/NAME``.
+
 Errors are ``SpecError`` (a ``DatasetError``, exit 2) worded as the taxonomy's:
-``FILE: KEY.PATH: problem``. Spec probes are never put in the global registry: a run holds them.
+``FILE: KEY.PATH: problem``. A user's spec probes are never put in the global registry: a run holds them.
 """
 
 from __future__ import annotations
@@ -23,16 +27,23 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
 from probes import stats
-from probes._datasets import dataset_info, file_sha256, read_csv_rows, read_json_lines
+from probes._datasets import (
+    dataset_info,
+    file_sha256,
+    project_data,
+    read_csv_rows,
+    read_json_lines,
+)
 from probes._pairs import PairParams, pair_result, score_pairs
 from probes._preference import qa_context
-from probes._registry import _PROBE_ID
+from probes._registry import _PROBE_ID, register
 from probes._scored import GenParams, ScoredGenerationProbe, TextPrompt
 from probes.base import (
     ItemText,
@@ -59,9 +70,15 @@ SHAPES: tuple[str, ...] = ("generated-rate", "likelihood-pairs", "multiple-choic
 # The scorer roles a generated-rate spec may name: the run's scorer roles (audit.scorers.ROLES; a
 # test keeps the two lists equal) and ``pii``, the run's PII detector (any finding is a flag).
 SPEC_ROLES: tuple[str, ...] = ("toxicity", "regard", "refusal", "claims", "identity", "non_answer", "pii")
-# What a shape reports, in order: the metric names a spec gives in ``metrics:`` name these.
-_DEFAULT_METRICS = {"generated-rate": ["hit_rate", "control_hit_rate"], "likelihood-pairs": ["more_rate"],
-                    "multiple-choice": ["accuracy"]}
+# What a shape can report (``measures`` of a spec's metric), with the name each takes unless the spec
+# names it. generated-rate: the hit rate, the same on the cue-false controls, and (judge_non_answers)
+# the share of non-answers; likelihood-pairs: the preference rate, per token, and the mean |difference|.
+METRIC_KINDS: dict[str, dict[str, str]] = {
+    "generated-rate": {"rate": "hit_rate", "control_rate": "control_hit_rate", "non_answer_rate": "non_answer_rate"},
+    "likelihood-pairs": {"rate": "more_rate", "rate_per_token": "", "likelihood_diff": "likelihood_diff"},
+    "multiple-choice": {"accuracy": "accuracy", "mc2": "mc2"},
+}
+_LABEL = r"^[a-z][a-z0-9_]*$"
 
 
 class SpecError(DatasetError):
@@ -86,9 +103,18 @@ class Columns(_Strict):
     less: str = "less"
     question: str = "question"  # multiple-choice
     choices: str = "choices"  # a list (JSONL, inline) or ';'-separated (CSV)
-    answer: str = "answer"  # index of the right choice, from 0
+    answer: str = "answer"  # index of the right choice, from 0 (the best one, when others are right too)
     tags: list[str] = Field(default_factory=list)  # breakdowns, the first one in the samples too
     cue: str = "cue"  # optional: false marks a control item (generated-rate), reported apart
+    # Optional columns, read only when named: items sharing a cluster (a template, a post) get intervals
+    # that resample whole clusters; counterpart names a related item elsewhere (generated-rate, kept in
+    # the samples); direction is a pair's stereotype/anti-stereotype direction (likelihood-pairs).
+    cluster: str | None = None
+    counterpart: str | None = None
+    direction: str | None = None
+    # multiple-choice: indices of further right choices (a list, or ';'-separated in a CSV); they
+    # count toward MC2 (the probability mass on right choices), as TruthfulQA's true answers do
+    also_right: str | None = None
 
 
 class ItemFile(_Strict):
@@ -107,11 +133,30 @@ class Generation(_Strict):
 
 class MetricBar(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # Which of the shape's metrics this bar names (METRIC_KINDS); absent: the next one in that order.
+    measures: str | None = None
     description: str = ""
     higher_is_better: bool | None = False
+    ideal: float | None = Field(default=None, allow_inf_nan=False)
     # finite: a NaN bar would never be crossed, so the metric would always pass
     warn: float | None = Field(default=None, allow_inf_nan=False)
     fail: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class PairLabels(_Strict):
+    """What a pair's two sentences are called in the samples and outcomes (``prefers_<more>``)."""
+
+    more: str = Field(default="more", pattern=_LABEL)
+    less: str = Field(default="less", pattern=_LABEL)
+
+
+class UserDataset(_Strict):
+    """``--dataset ID=FILE`` replaces the spec's items with FILE (JSONL or CSV by its suffix), read
+    through ``columns`` (default: the items' columns). ``format`` is what ``lm-audit probes`` shows;
+    its first word (JSONL, CSV) is the kind checked before the model loads."""
+
+    format: str = Field(min_length=1)
+    columns: Columns | None = None
 
 
 class ProbeSpec(_Strict):
@@ -120,16 +165,27 @@ class ProbeSpec(_Strict):
     id: str
     version: str = Field(min_length=1)
     description: str = Field(min_length=1)
+    about: str = ""  # the long description: what it measures, what it cannot see
     risks: list[str] = Field(min_length=1)
     limitations: list[str] = Field(default_factory=list)
     shape: Shape
     items: list[dict[str, Any]] | ItemFile
     columns: Columns | None = None  # for inline items (an item file has its own)
+    # How many items (the first ones) run at standard depth; the rest only at thorough. None: all.
+    standard_items: int | None = Field(default=None, ge=1)
+    dataset: UserDataset | None = None
     generation: Generation = Field(default_factory=Generation)
     chat: bool = True
     role: str | None = None
     hit: Literal["flagged", "not_flagged"] = "flagged"
     block_list: list[str] = Field(default_factory=list)
+    # generated-rate, role refusal, hit not_flagged: a reply the refusal scorer does not flag counts
+    # only when the run's non_answer scorer does not call it a non-answer (empty, echo, question back,
+    # loop, off-topic); the share of non-answers is reported (measures: non_answer_rate).
+    judge_non_answers: bool = False
+    breakdown: str | None = Field(default=None, min_length=1)  # generated-rate: the first tag's name in the report
+    example_detail: str = ""  # generated-rate: what the worst examples say of each hit (default: the metric)
+    labels: PairLabels | None = None  # likelihood-pairs
     metrics: list[MetricBar] = Field(default_factory=list)
 
     @field_validator("id")
@@ -162,17 +218,55 @@ class ProbeSpec(_Strict):
             raise ValueError(f"role and block_list apply to generated-rate, not {self.shape}")
         if self.block_list and self.hit != "flagged":
             raise ValueError("with a block_list a hit is an output that holds a blocked string (hit: flagged)")
-        most = len(_DEFAULT_METRICS[self.shape])
-        if len(self.metrics) > most:
-            raise ValueError(f"{self.shape} reports at most {most} metric(s): "
-                             f"{', '.join(_DEFAULT_METRICS[self.shape])} (rename them here)")
+        if self.judge_non_answers and (self.role != "refusal" or self.hit != "not_flagged"):
+            raise ValueError("judge_non_answers applies to role: refusal with hit: not_flagged (compliance)")
+        for key, value in (("breakdown", self.breakdown), ("example_detail", self.example_detail or None)):
+            if value is not None and not generated:
+                raise ValueError(f"{key} applies to generated-rate, not {self.shape}")
+        if self.labels is not None and self.shape != "likelihood-pairs":
+            raise ValueError(f"labels apply to likelihood-pairs, not {self.shape}")
+        if self.labels is not None and self.labels.more == self.labels.less:
+            raise ValueError("labels.more and labels.less must differ")
         return self
+
+    @field_validator("metrics")
+    @classmethod
+    def _measures(cls, bars: list[MetricBar], info: ValidationInfo) -> list[MetricBar]:
+        """Each bar names one of the shape's metrics, each at most once (``shape`` and
+        ``judge_non_answers`` come before ``metrics``, so they are read here)."""
+        shape = info.data.get("shape")
+        if shape is None:  # the shape itself is wrong: that error is the one reported
+            return bars
+        kinds = list(METRIC_KINDS[shape])
+        seen: list[str] = []
+        for k, bar in enumerate(bars):
+            kind = bar.measures or next((x for x in kinds if x not in seen), None)
+            if kind is None or kind not in kinds:
+                raise ValueError(f"{bar.name} (metric {k + 1}): {shape} reports {', '.join(kinds)}, each at most once"
+                                 + (f"; not {bar.measures!r}" if bar.measures else ""))
+            if kind in seen:
+                raise ValueError(f"{bar.name} (metric {k + 1}): two metrics measure {kind!r}")
+            if kind == "non_answer_rate" and not info.data.get("judge_non_answers"):
+                raise ValueError(f"{bar.name} (metric {k + 1}): non_answer_rate is reported only with judge_non_answers: true")
+            seen.append(kind)
+        names = [b.name for b in bars]
+        if len(set(names)) < len(names):
+            raise ValueError("metric names must differ")
+        return bars
+
+    def bars(self) -> dict[str, MetricBar]:
+        """The spec's metric bars by what they measure (``measures``, else their order)."""
+        kinds = list(METRIC_KINDS[self.shape])
+        out: dict[str, MetricBar] = {}
+        for bar in self.metrics:
+            out[bar.measures or next(k for k in kinds if k not in out)] = bar
+        return out
 
 
 # ---- items ------------------------------------------------------------------------------------------
 
-class _Item(BaseModel):
-    """One item after the columns are read, whatever the shape."""
+class SpecItem(BaseModel):
+    """One item of a probe spec after its columns are read, whatever the shape."""
 
     id: str
     tags: dict[str, str] = Field(default_factory=dict)
@@ -183,6 +277,10 @@ class _Item(BaseModel):
     question: str = ""
     choices: list[str] = Field(default_factory=list)
     answer: int = 0
+    cluster: str = ""
+    counterpart: str = ""
+    direction: str = ""
+    also_right: list[int] = Field(default_factory=list)
 
 
 class _Bad(ValueError):
@@ -214,10 +312,10 @@ def _scalar(record: dict[str, Any], column: str) -> str:
         return ""
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise _Bad(column, "must be text or a number")
-    return str(value)
+    return str(value).strip()
 
 
-def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: str, csv: bool) -> _Item:
+def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: str, csv: bool) -> SpecItem:
     """One record read through ``cols``; _Bad names the column and the problem."""
     ident = _scalar(record, cols.id) or default_id
     tags = {t: _scalar(record, t) for t in cols.tags}
@@ -232,7 +330,9 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
             raise _Bad(cols.cue, "must be true or false")
         if shape != "generated-rate":
             raise _Bad(cols.cue, "control items (cue) apply to generated-rate only")
-    item = _Item(id=ident, tags=tags, cue=cue)
+    optional = {"cluster": cols.cluster, "counterpart": cols.counterpart} if shape == "generated-rate" else \
+        {"direction": cols.direction} if shape == "likelihood-pairs" else {}
+    item = SpecItem(id=ident, tags=tags, cue=cue, **{k: _scalar(record, c) for k, c in optional.items() if c})
     if shape == "generated-rate":
         item.prompt = _text(record, cols.prompt)
     elif shape == "likelihood-pairs":
@@ -254,7 +354,31 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
             raise _Bad(cols.answer, f"must be the index (from 0) of the right choice, 0 to {len(choices) - 1} "
                                     f"(got {repr(answer)[:40] if isinstance(answer, (str, int, float)) else type(answer).__name__})")
         item.answer = index
+        if cols.also_right:
+            item.also_right = _indices(record.get(cols.also_right), cols.also_right, len(choices), index, csv)
     return item
+
+
+def _indices(raw: Any, column: str, n: int, answer: int, csv: bool) -> list[int]:
+    """Further right choices: distinct indices, none the answer's, leaving at least one wrong choice."""
+    if raw is None or raw == "":
+        return []
+    values = [v for v in raw.split(";") if v.strip()] if csv and isinstance(raw, str) else raw
+    if not isinstance(values, list):
+        raise _Bad(column, "must be a list of choice indices" + (" separated by ';'" if csv else ""))
+    out: list[int] = []
+    for v in values:
+        try:
+            k = int(v) if not isinstance(v, (bool, float)) else -1
+        except (TypeError, ValueError):
+            k = -1
+        if not 0 <= k < n or k == answer or k in out:
+            raise _Bad(column, f"must hold distinct indices (from 0) of right choices other than the answer, 0 to "
+                               f"{n - 1} (got {str(v)[:40]!r})")
+        out.append(k)
+    if len(out) + 1 >= n:
+        raise _Bad(column, "leaves no wrong choice")
+    return out
 
 
 def _item_path(spec_path: Path, raw: str) -> Path:
@@ -271,40 +395,60 @@ def _item_path(spec_path: Path, raw: str) -> Path:
     return resolved
 
 
-def _read_items(spec: ProbeSpec, spec_path: Path) -> tuple[list[_Item], Path | None]:
+def _required(shape: str, cols: Columns) -> list[str]:
+    """The columns every record of ``shape`` needs (a CSV header must hold them)."""
+    return {"generated-rate": [cols.prompt], "likelihood-pairs": [cols.more, cols.less],
+            "multiple-choice": [cols.question, cols.choices, cols.answer]}[shape]
+
+
+def read_item_file(file: Path, shape: str, cols: Columns) -> list[SpecItem]:
+    """Every record of a JSONL or CSV item file (by its suffix) read through ``cols``; a record
+    without an id is named by its line (``line-N``) or CSV row (``row-N``). DatasetError names the
+    file and line."""
+    csv = file.suffix.lower() == ".csv"
+    rows: Iterable[tuple[int, Any]] = read_csv_rows(file, _required(shape, cols) + list(cols.tags)) if csv \
+        else read_json_lines(file)
+    items: list[SpecItem] = []
+    seen: set[str] = set()
+    for lineno, record in rows:
+        if not isinstance(record, dict):
+            raise DatasetError(f"{file}: line {lineno}: expected a JSON object per line")
+        try:
+            item = _read_item(record, shape, cols, f"{'row' if csv else 'line'}-{lineno}", csv=csv)
+        except _Bad as exc:
+            raise DatasetError(f"{file}: line {lineno}: {exc.column}: {exc.problem}") from None
+        if item.id in seen:
+            raise DatasetError(f"{file}: line {lineno}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    if not items:
+        raise DatasetError(f"{file}: no items")
+    return items
+
+
+def _read_items(spec: ProbeSpec, spec_path: Path, packaged: bool = False) -> tuple[list[SpecItem], Path | None]:
     """Every item of the spec, checked now (before any model loads), and the item file if there is one."""
-    items: list[_Item] = []
-    if isinstance(spec.items, list):
-        cols = spec.columns or Columns()
-        for k, record in enumerate(spec.items):
-            try:
-                items.append(_read_item(record, spec.shape, cols, f"item-{k + 1}", csv=False))
-            except _Bad as exc:
-                raise SpecError(spec_path, f"items[{k}].{exc.column}", exc.problem) from None
-        file: Path | None = None
-    else:
-        file = _item_path(spec_path, spec.items.path)
-        cols = spec.items.columns
+    if isinstance(spec.items, ItemFile):
+        # a packaged spec's items are project data beside it (the path the built-in probes always reported)
+        file = project_data(spec.items.path) if packaged else _item_path(spec_path, spec.items.path)
         if not file.is_file():
             raise SpecError(spec_path, "items.path", f"{spec.items.path!r}: no such file")
-        csv = file.suffix.lower() == ".csv"
-        rows: Iterable[tuple[int, Any]] = read_csv_rows(file, []) if csv else read_json_lines(file)
-        for lineno, record in rows:
-            if not isinstance(record, dict):
-                raise DatasetError(f"{file}: line {lineno}: expected a JSON object per line")
-            try:
-                items.append(_read_item(record, spec.shape, cols, f"line-{lineno}", csv=csv))
-            except _Bad as exc:
-                raise DatasetError(f"{file}: line {lineno}: {exc.column}: {exc.problem}") from None
+        return read_item_file(file, spec.shape, spec.items.columns), file
+    items: list[SpecItem] = []
+    cols = spec.columns or Columns()
+    for k, record in enumerate(spec.items):
+        try:
+            items.append(_read_item(record, spec.shape, cols, f"item-{k + 1}", csv=False))
+        except _Bad as exc:
+            raise SpecError(spec_path, f"items[{k}].{exc.column}", exc.problem) from None
     if not items:
         raise SpecError(spec_path, "items", "no items")
     seen: set[str] = set()
     for k, item in enumerate(items):
         if item.id in seen:
-            raise SpecError(file or spec_path, f"items[{k}]" if file is None else f"item {k + 1}",
-                            f"duplicate id {item.id!r}")
+            raise SpecError(spec_path, f"items[{k}]", f"duplicate id {item.id!r}")
         seen.add(item.id)
-    return items, file
+    return items, None
 
 
 # ---- the engine -------------------------------------------------------------------------------------
@@ -355,31 +499,57 @@ class _SpecMixin:
     """What every spec probe holds: its spec, its file, its items (read when the spec loaded)."""
 
     probe_spec: ClassVar[ProbeSpec]
-    spec_items: ClassVar[list[_Item]]
+    spec_items: ClassVar[list[SpecItem]]
     item_file: ClassVar[Path | None]
     spec_path: ClassVar[Path]
     source: ClassVar[str | None]
+    packaged: ClassVar[bool] = False
 
-    def dataset_record(self, n_items: int) -> DatasetInfo:
-        """The item file's name and sha256 (the spec's own when its items are inline)."""
-        return dataset_info(self.item_file or self.spec_path, n_items, user=True)
+    @classmethod
+    def read_columns(cls, user_dataset: bool) -> Columns:
+        """The columns items are read through: a user's dataset's (default: the items'), or the items'."""
+        spec = cls.probe_spec
+        return (spec.dataset.columns if user_dataset and spec.dataset else None) or _columns(spec)
+
+    @classmethod
+    def dataset_items(cls, path: Path) -> list[SpecItem]:
+        """A user's dataset file (``--dataset``) read as the probe reads it: through the spec's dataset
+        columns. DatasetError names the file and line."""
+        return read_item_file(path, cls.probe_spec.shape, cls.read_columns(True))
+
+    def spec_items_for(self, ctx: ProbeContext) -> tuple[list[SpecItem], DatasetInfo]:
+        """The items a run reads (``--dataset``: the user's file through the dataset columns, else the
+        spec's own) before depth and limit, and their provenance (the item file's name and sha256; the
+        spec's own when its items are inline)."""
+        if ctx.dataset is not None:
+            items = self.dataset_items(ctx.dataset)
+            return items, dataset_info(ctx.dataset, len(items), user=True)
+        return self.spec_items, dataset_info(self.item_file or self.spec_path, len(self.spec_items),
+                                             user=not self.packaged)
+
+    def _tag(self, item: SpecItem, k: int, ctx: ProbeContext) -> str:
+        """An item's k-th tag (the columns of the file it was read from)."""
+        tags = self.read_columns(ctx.dataset is not None).tags
+        return item.tags.get(tags[k], "") if len(tags) > k else ""
 
 
 class GeneratedRateSpecProbe(_SpecMixin, ScoredGenerationProbe):
     """A generated-rate spec: each prompt's reply scored by the spec's role (or block list); the
     metric is the share of hits (``hit: flagged``, or ``not_flagged``: compliance = not refused)."""
 
-    judge_attempts = False  # type: ignore[assignment]  # a spec names one scorer; no non-answer judge
+    @property
+    def judge_attempts(self) -> bool:
+        return self.probe_spec.judge_non_answers
 
     def load_items(self, ctx: ProbeContext[GenParams]) -> tuple[list[TextPrompt], DatasetInfo]:
-        tags = _columns(self.probe_spec).tags
+        found, info = self.spec_items_for(ctx)
         fmt: Literal["chat", "text"] = "chat" if self.probe_spec.chat else "text"
         # the first tag is the breakdown the shape reports (its ``stratum``), the second its ``kind``
-        items = ctx.take([TextPrompt(id=i.id, text=i.prompt, format=fmt, cue=i.cue,
-                                     stratum=i.tags.get(tags[0], "") if tags else "",
-                                     kind=i.tags.get(tags[1], "") if len(tags) > 1 else "")
-                          for i in self.spec_items])
-        return items, self.dataset_record(len(self.spec_items))
+        items = ctx.take([TextPrompt(id=i.id, text=i.prompt, format=fmt, cue=i.cue, stratum=self._tag(i, 0, ctx),
+                                     kind=self._tag(i, 1, ctx), cluster=i.cluster, counterpart=i.counterpart or None)
+                          for i in found])
+        # as every generated-rate probe reports it: the items this run sent (depth, limit)
+        return items, info.model_copy(update={"n_items": len(items)})
 
     def item_scorer(self, ctx: ProbeContext[GenParams]) -> Scorer:
         if self.probe_spec.block_list:
@@ -409,38 +579,43 @@ class GeneratedRateSpecProbe(_SpecMixin, ScoredGenerationProbe):
 
 
 class PairsSpecProbe(_SpecMixin, Probe[PairParams]):
-    """A likelihood-pairs spec: the share of pairs whose ``more`` sentence the model finds more likely
-    (each sentence scored whole, as ``bias.stereotype_pairs`` scores its pairs)."""
+    """A likelihood-pairs spec: the share of pairs whose ``more`` sentence the model finds more likely,
+    each sentence scored whole, conditioned only on BOS (``probes._pairs``, as lm-evaluation-harness
+    scores CrowS-Pairs); breakdowns by the first tag (``category``) and, when given, ``direction``."""
 
     kind = "loglikelihood"
     Params = PairParams
 
-    def _pairs(self, ctx: ProbeContext) -> list[tuple[str, str, str, str, str]]:
-        tags = _columns(self.probe_spec).tags
-        return ctx.take([(i.id, (i.tags.get(tags[0], "") if tags else "") or "all", i.more, i.less, "")
-                         for i in self.spec_items])
+    def _pairs(self, ctx: ProbeContext) -> tuple[list[tuple[str, str, str, str, str]], DatasetInfo]:
+        found, info = self.spec_items_for(ctx)
+        return ctx.take([(i.id, self._tag(i, 0, ctx) or "all", i.more, i.less, i.direction) for i in found]), info
 
     def item_texts(self, ctx: ProbeContext[PairParams]) -> list[ItemText]:
-        return [(pid, f"{a}\n{b}") for pid, _, a, b, _ in self._pairs(ctx)]
+        """Both sentences of each pair, one per line."""
+        return [(pid, f"{a}\n{b}") for pid, _, a, b, _ in self._pairs(ctx)[0]]
 
     def run(self, ctx: ProbeContext[PairParams]) -> ProbeResult:
-        scored = score_pairs(ctx, self._pairs(ctx))
-        return pair_result(type(self), self.metric_specs[0].name, scored, self.dataset_record(len(self.spec_items)),
-                           ctx.seed, "more", "less")
+        pairs, info = self._pairs(ctx)
+        labels = self.probe_spec.labels or PairLabels()
+        return pair_result(type(self), self.metric_specs[0].name, score_pairs(ctx, pairs), info, ctx.seed,
+                           labels.more, labels.less)
 
 
 class ChoiceSpecProbe(_SpecMixin, Probe[ProbeParams]):
-    """A multiple-choice spec: the share of questions whose right choice outranks every other by
-    log-likelihood given the question (MC1, as ``misinformation.truthfulness_mc`` scores it); a user
-    turn through the chat template (``chat: true`` and a model that has one), else ``Q: ... A:``."""
+    """A multiple-choice spec: the share of questions whose right choice (``answer``) outranks every
+    wrong one by log-likelihood given the question (MC1), and the mean probability mass on the right
+    choices (``answer`` and ``also_right``; MC2), as ``misinformation.truthfulness_mc`` scores them;
+    the question is a user turn through the chat template (``chat: true`` and a model that has one),
+    else ``Q: ... A:``."""
 
     kind = "loglikelihood"
 
     def item_texts(self, ctx: ProbeContext) -> list[ItemText]:
-        return [(i.id, "\n".join([i.question, *i.choices])) for i in ctx.take(self.spec_items)]
+        return [(i.id, "\n".join([i.question, *i.choices])) for i in ctx.take(self.spec_items_for(ctx)[0])]
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        items: list[_Item] = ctx.take(self.spec_items)
+        found, info = self.spec_items_for(ctx)
+        items: list[SpecItem] = ctx.take(found)
         use_chat = self.probe_spec.chat and ctx.model.capabilities().chat_template
         requests: list[LoglikRequest] = []
         starts: list[int] = []
@@ -450,84 +625,109 @@ class ChoiceSpecProbe(_SpecMixin, Probe[ProbeParams]):
             requests += [LoglikRequest(context=context, continuation=sep + c) for c in it.choices]
         ctx.progress.start(len(requests), "answers")
         res = ctx.model.loglikelihood(requests, progress=ctx.progress.advance)
-        right, samples, examples = [], [], []
+        right, masses, samples, examples = [], [], [], []
         for it, s in zip(items, starts):
             lps = [r.logprob for r in res[s: s + len(it.choices)]]
-            others = [lp for k, lp in enumerate(lps) if k != it.answer]
-            ok, mass = mc_scores([lps[it.answer]], others)
+            trues = [it.answer, *it.also_right]
+            others = [lp for k, lp in enumerate(lps) if k not in trues]
+            ok, mass = mc_scores([lps[k] for k in trues], others)
             right.append(ok)
+            masses.append(mass)
             samples.append({"id": it.id, **it.tags, "question": it.question, "correct": ok, "mass_on_right": mass,
-                            "choices": [{"text": c, "right": k == it.answer, "logprob": lp}
+                            "choices": [{"text": c, "right": k in trues, "logprob": lp}
                                         for k, (c, lp) in enumerate(zip(it.choices, lps))]})
             if not ok:
                 best = max(range(len(lps)), key=lps.__getitem__)
                 examples.append(Example(sample_id=it.id, prompt=it.question, output=it.choices[best],
                                         expected=it.choices[it.answer], score=mass,
                                         detail=f"preferred a wrong choice by {lps[best] - lps[it.answer]:.2f} nats"))
-        tags = _columns(self.probe_spec).tags
+        tags = self.read_columns(ctx.dataset is not None).tags
         breakdowns = [stats.grouped(t, zip([i.tags.get(t, "") for i in items], right), "rate") for t in tags]
-        chance = sum(1 / len(i.choices) for i in items) / len(items) if items else None
-        name = self.metric_specs[0].name
-        return ProbeResult(metrics=[self.metric(name, stats.rate(right), breakdowns, chance=chance)],
-                           samples=samples, worst_examples=examples[:5],
-                           dataset=self.dataset_record(len(self.spec_items)),
+        # MC1 by chance: the answer outranks the wrong choices (the other right ones are left out)
+        chance = sum(1 / (len(i.choices) - len(i.also_right)) for i in items) / len(items) if items else None
+        mc1, mc2 = (s.name for s in self.metric_specs)
+        return ProbeResult(metrics=[self.metric(mc1, stats.rate(right), breakdowns, chance=chance),
+                                    self.metric(mc2, stats.mean(masses, seed=ctx.seed))],
+                           samples=samples, worst_examples=examples[:5], dataset=info,
                            notes=[f"prompt layout: {'chat template, question as user turn' if use_chat else 'Q: question / A: answer'}"])
 
 
 def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
-    names = _DEFAULT_METRICS[spec.shape]
-    bars = list(spec.metrics)
+    """The metrics a spec's probe declares, in the order its report lists them, each with the spec's
+    bar (name, description, direction, ideal, warn/fail) where it gives one."""
+    bars = spec.bars()
     defaults = {"generated-rate": False, "likelihood-pairs": False, "multiple-choice": True}[spec.shape]
-    while len(bars) < len(names):
-        bars.append(MetricBar(name=names[len(bars)], higher_is_better=defaults))
 
-    def declared(bar: MetricBar, description: str, outcome: str | None, ideal: float | None = None) -> MetricSpec:
+    def declared(kind: str, description: str, outcome: str | None, ideal: float | None = None,
+                 unit: str = "rate", name: str = "", higher_is_better: bool | None = defaults) -> MetricSpec:
+        bar = bars.get(kind)
+        if bar is None:
+            return MetricSpec(name=name or METRIC_KINDS[spec.shape][kind], description=description, ideal=ideal,
+                              higher_is_better=higher_is_better, unit=unit, outcome=outcome)
         threshold = Threshold(warn=bar.warn, fail=bar.fail) if bar.warn is not None or bar.fail is not None else None
-        return MetricSpec(name=bar.name, description=bar.description or description, ideal=ideal,
+        return MetricSpec(name=bar.name, description=bar.description or description,
+                          ideal=bar.ideal if bar.ideal is not None else ideal, unit=unit,
                           higher_is_better=bar.higher_is_better, threshold=threshold, outcome=outcome)
 
     if spec.shape == "generated-rate":
         what = "outputs holding a blocked string" if spec.block_list else \
             f"outputs the {spec.role} scorer {'flags' if spec.hit == 'flagged' else 'does not flag'}"
-        out = [declared(bars[0], f"share of {what}", "counted")]
+        if spec.judge_non_answers:
+            what += " (non-answers left out)"
+        out = [declared("rate", f"share of {what}", "counted")]
+        if spec.judge_non_answers:
+            out.append(declared("non_answer_rate", "share of replies that neither decline nor attempt the request "
+                                                   "(empty, echo, question back, repetitive, off-topic)",
+                                "non_answer", higher_is_better=None))
         if controls:
-            out.append(declared(bars[1], f"share of {what}, on the control items (cue: false)", "control_counted"))
+            out.append(declared("control_rate", f"share of {what}, on the control items (cue: false)",
+                                "control_counted"))
         return tuple(out)
     if spec.shape == "likelihood-pairs":
-        main = bars[0]
-        return (declared(main, "share of pairs where the 'more' sentence is more likely; 50% = no preference",
-                         "prefers_more", ideal=0.5),
-                MetricSpec(name=f"{main.name}_per_token", higher_is_better=main.higher_is_better, ideal=0.5,
-                           outcome="prefers_more_per_token",
-                           description="the same comparison on mean log-likelihood per token"),
-                MetricSpec(name="likelihood_diff", higher_is_better=None, unit="nats", outcome="likelihood_diff",
-                           description="mean absolute log-likelihood difference within a pair"))
-    return (declared(bars[0], "share of questions whose right choice outranks every other by log-likelihood",
-                     "correct", ideal=1.0),)
+        labels = spec.labels or PairLabels()
+        main = declared("rate", f"share of pairs where the {labels.more!r} sentence is more likely; 50% = no preference",
+                        f"prefers_{labels.more}", ideal=0.5)
+        return (main,
+                declared("rate_per_token", "the same comparison on mean log-likelihood per token",
+                         f"prefers_{labels.more}_per_token", ideal=0.5, name=f"{main.name}_per_token",
+                         higher_is_better=main.higher_is_better),
+                declared("likelihood_diff", "mean absolute log-likelihood difference within a pair",
+                         "likelihood_diff", unit="nats", higher_is_better=None))
+    return (declared("accuracy", "share of questions whose right choice (the answer) outranks every wrong one by "
+                                 "log-likelihood (MC1)", "correct", ideal=1.0),
+            declared("mc2", "mean probability mass on the right choices, normalised over all choices (MC2)",
+                     "mass_on_right", ideal=1.0))
 
 
-def build_probe(spec: ProbeSpec, spec_path: Path, items: list[_Item], item_file: Path | None) -> type[Probe]:
-    """The probe class a validated spec describes (never registered globally)."""
+def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_file: Path | None,
+                packaged: bool = False) -> type[Probe]:
+    """The probe class a validated spec describes (a user's is never registered globally; a packaged
+    one, ``packaged``, is a built-in probe: no authors' caveat, project provenance)."""
     controls = any(i.cue is False for i in items)
+    source = f"builtin:probes/data/{spec_path.name}" if packaged else str(spec_path)
+    caveat = () if packaged else (f"Written as a probe spec ({spec_path}), not by lm-risk-audit: its items and "
+                                  "bars are its authors'.",)
     attrs: dict[str, Any] = {
-        "__doc__": f"{spec.description}\n\nA probe written as data: {spec_path}.",
+        "__doc__": f"{spec.about or spec.description}\n\nA probe written as data: {source}.",
         "id": spec.id, "version": spec.version, "risks": tuple(spec.risks), "description": spec.description,
-        "limitations": tuple(spec.limitations) + (f"Written as a probe spec ({spec_path}), not by lm-risk-audit: "
-                                                  "its items and bars are its authors'.",),
-        "metric_specs": _metric_specs(spec, controls), "dataset_format": None,
-        "probe_spec": spec, "spec_items": items, "item_file": item_file, "spec_path": spec_path, "source": str(spec_path),
+        "limitations": tuple(spec.limitations) + caveat, "standard_items": spec.standard_items,
+        "metric_specs": _metric_specs(spec, controls), "dataset_format": spec.dataset.format if spec.dataset else None,
+        "probe_spec": spec, "spec_items": items, "item_file": item_file, "spec_path": spec_path, "source": source,
+        "packaged": packaged,
     }
     if spec.shape == "generated-rate":
         attrs["Params"] = create_model(
             "SpecGenParams", __base__=GenParams,
             max_new_tokens=(int, Field(default=spec.generation.max_new_tokens, ge=1, le=1024)))
-        attrs["scorer_roles"] = (spec.role,) if spec.role and spec.role != "pii" else ()
+        roles = (spec.role,) if spec.role and spec.role != "pii" else ()
+        attrs["scorer_roles"] = roles + (("non_answer",) if spec.judge_non_answers else ())
         attrs["uses_pii"] = spec.role == "pii"
         attrs["count_flagged"] = spec.hit == "flagged"
         attrs["metric_name"] = attrs["metric_specs"][0].name
-        attrs["control_metric"] = attrs["metric_specs"][1].name if controls else ""
+        attrs["control_metric"] = attrs["metric_specs"][-1].name if controls else ""
         tags = _columns(spec).tags
-        attrs["breakdown_by"] = tags[0] if tags else "stratum"
+        attrs["breakdown_by"] = spec.breakdown or (tags[0] if tags else "stratum")
+        attrs["example_detail"] = spec.example_detail
         attrs["data_file"] = ""
         base: type[Probe] = GeneratedRateSpecProbe
     elif spec.shape == "likelihood-pairs":
@@ -538,9 +738,11 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[_Item], item_file:
     return type(name, (base,), attrs)
 
 
-def load_probe_spec(path: Path | str, builtin: Iterable[str] = ()) -> tuple[type[Probe], dict[str, str]]:
+def load_probe_spec(path: Path | str, builtin: Iterable[str] = (),
+                    packaged: bool = False) -> tuple[type[Probe], dict[str, str]]:
     """A spec file's probe class, and the sha256 of the files it was made from (the spec, its item
-    file) by path. ``builtin``: the ids it may not take. SpecError / DatasetError name file and key."""
+    file) by path. ``builtin``: the ids it may not take. SpecError / DatasetError name file and key.
+    ``packaged``: one of the project's own specs (``register_packaged``)."""
     path = Path(path)
     try:
         data = read_user_yaml(path, "probe spec", expect=None)
@@ -554,9 +756,25 @@ def load_probe_spec(path: Path | str, builtin: Iterable[str] = ()) -> tuple[type
         raise SpecError(path, validation_location(exc, data), validation_problem(exc)) from None
     if spec.id in set(builtin):
         raise SpecError(path, "id", f"{spec.id!r} is a built-in probe's id; choose another (e.g. 'acme.{spec.id.split('.')[-1]}')")
-    items, item_file = _read_items(spec, path)
+    items, item_file = _read_items(spec, path, packaged)
     shas = {str(path): file_sha256(path)} | ({str(item_file): file_sha256(item_file)} if item_file else {})
-    return build_probe(spec, path, items, item_file), shas
+    return build_probe(spec, path, items, item_file, packaged), shas
+
+
+def packaged_specs() -> list[Path]:
+    """The project's own probe specs: ``probes/data/<probe id>.yaml``."""
+    return sorted(p for p in project_data("").iterdir() if p.suffix == ".yaml" and p.is_file())
+
+
+def register_packaged() -> list[type[Probe]]:
+    """Build every packaged spec and put it in the registry with the built-in probe classes."""
+    out = []
+    for path in packaged_specs():
+        probe, _ = load_probe_spec(path, packaged=True)
+        if path.name != f"{probe.id}.yaml":
+            raise SpecError(path, "id", f"a packaged spec is named after its probe id ({probe.id}.yaml)")
+        out.append(register(probe))
+    return out
 
 
 def spec_files(files: Sequence[Path] = (), dirs: Sequence[Path] = ()) -> list[Path]:

@@ -623,7 +623,7 @@ def _probe(page: _Page, p: ProbeReport) -> str:
            + f" · kind: {esc(p.kind)} · samples: {p.n_samples} · time: {p.duration_s:.1f}s"
            + esc(_time_split(p.model_s, p.scoring_s))
            + (f" · samples file {_code(p.samples_file)}" if p.samples_file else "")
-           + (f" · source: probe spec {_code(p.source)}" if p.source and p.source != "builtin" else "") + "</p>"]
+           + (f" · source: {spec[0]} {_code(spec[1])}" if (spec := p.spec_source()) is not None else "") + "</p>"]
     if p.dataset:
         d = p.dataset
         out.append(f'<p class="small">Dataset: {esc(d.name)} ({esc(d.origin)}-supplied, {d.n_items} items, '

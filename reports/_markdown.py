@@ -186,8 +186,8 @@ def _probe_section(p: ProbeReport, detail: _Detail) -> list[str]:
         out += [f"> {_contamination(p)}", ""]
     out.append(f"Risks: {', '.join(esc(r) for r in p.risks)} · kind: {p.kind} · samples: {p.n_samples} · "
                f"time: {p.duration_s:.1f}s" + _time_split(p.model_s, p.scoring_s))
-    if p.source and p.source != "builtin":
-        out.append(f"Source: probe spec {code(p.source)}")
+    if (spec := p.spec_source()) is not None:
+        out.append(f"Source: {spec[0]} {code(spec[1])}")
     if p.dataset:
         d = p.dataset
         out.append(f"Dataset: {esc(d.name)} ({d.origin}-supplied, {d.n_items} items, sha256 `{d.sha256[:12]}`)")

@@ -251,8 +251,18 @@ class ProbeReport(_Model):
     # Set when contamination.membership ran in the same audit and found this probe's items look seen
     # in training (its figures may measure memory); None: not checked, or nothing found.
     contamination: Contamination | None = None
-    # Where the probe was defined: "builtin", or the path of the probe spec (YAML) it was made from.
+    # Where the probe was defined: "builtin" (a probe class), "builtin:probes/data/<id>.yaml" (a probe
+    # spec packaged with lm-risk-audit), or the path of the user's probe spec (YAML) it was made from.
     source: str | None = None
+
+    def spec_source(self) -> tuple[str, str] | None:
+        """(what, path) for a probe written as data: ("built-in probe spec", its file in the package)
+        or ("probe spec", the user's file); None for a probe class."""
+        if not self.source or self.source == "builtin":
+            return None
+        if self.source.startswith("builtin:"):
+            return "built-in probe spec", self.source.removeprefix("builtin:")
+        return "probe spec", self.source
 
 
 class RiskReport(_Model):

@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from audit.rollup import metric_status
 from audit.scorers import ScorerSet
-from probes import DatasetError, ProbeContext, project_data
-from probes._datasets import read_jsonl
-from probes.bias import (
-    GroupDisparity,
-    StereotypePair,
-    StereotypePairs,
-    load_crows_pairs_csv,
-    load_disparity_set,
-)
-from probes.exclusion import DefaultNorms, NormPair
+from probes import DatasetError, ProbeContext, get_probe, project_data
+from probes.bias import GroupDisparity, load_disparity_set
 from reports import Status
 from tests.conftest import make_model, train
 
 N_PAIRS = 40
+# Both pair probes are packaged probe specs (probes/data/<id>.yaml) on the spec engine.
+StereotypePairs = get_probe("bias.stereotype_pairs")
+DefaultNorms = get_probe("exclusion.default_norms")
+
+
+def _records(name: str) -> list[SimpleNamespace]:
+    return [SimpleNamespace(**json.loads(line)) for line in project_data(name).read_text().splitlines() if line.strip()]
+
+
+def load_crows_pairs_csv(path: Path) -> list[tuple[str, str, str, str, str]]:
+    """The CrowS-Pairs file as the probe reads it (its spec's dataset columns)."""
+    return [(i.id, i.tags["bias_type"], i.more, i.less, i.direction) for i in StereotypePairs.dataset_items(path)]
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type,annotations,anon_writer,anon_annotators\n"
 
 
@@ -35,8 +40,8 @@ def _metrics(result):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def pairs() -> list[StereotypePair]:
-    return read_jsonl(project_data("stereotype_pairs.jsonl"), StereotypePair)[:N_PAIRS]
+def pairs() -> list[SimpleNamespace]:
+    return _records("stereotype_pairs.jsonl")[:N_PAIRS]
 
 
 @pytest.mark.slow
@@ -72,12 +77,12 @@ def test_sentences_are_scored_on_bos_alone_like_lm_eval(tiny_model, tiny_tokeniz
 
 
 def test_project_pair_sets_are_minimal_and_broad() -> None:
-    pairs = read_jsonl(project_data("stereotype_pairs.jsonl"), StereotypePair)
+    pairs = _records("stereotype_pairs.jsonl")
     assert len(pairs) >= 120 and len({p.category for p in pairs}) >= 7
     for p in pairs:  # the two sentences differ only in the group words
         a, b = p.stereotype.split(), p.anti_stereotype.split()
         assert a != b and (a[-3:] == b[-3:]), p.id
-    norms = read_jsonl(project_data("default_norms.jsonl"), NormPair)
+    norms = _records("default_norms.jsonl")
     assert len(norms) >= 60 and {"family", "couples", "names", "holidays"} <= {n.category for n in norms}
 
 
@@ -92,7 +97,7 @@ def test_crows_pairs_loader(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, needle", [
     ("sent_more,bias_type\nx,y\n", "header lacks column(s) 'sent_less'"),
-    (CROWS_HEADER + '0,"",b,stereo,age,[],a,[]\n', "line 2: sent_more, sent_less and bias_type must be non-empty"),
+    (CROWS_HEADER + '0,"",b,stereo,age,[],a,[]\n', "line 2: sent_more: must be non-empty text"),
     (CROWS_HEADER, "no rows"),
     (CROWS_HEADER + '0,a,b,stereo,age,[],a,[],extra\n', "more fields than the header"),
 ])

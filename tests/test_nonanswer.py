@@ -41,8 +41,8 @@ def test_without_a_prompt_only_the_prompt_free_rules_apply() -> None:
 @pytest.mark.slow
 def test_compliance_counts_attempts_and_reports_non_answers() -> None:
     from audit.scorers import ScorerSet
-    from probes import Capabilities, Generation, ProbeContext
-    from probes.malicious_use import MaliciousCompliance
+    from probes import Capabilities, Generation, ProbeContext, get_probe
+    MaliciousCompliance = get_probe("malicious_use.compliance")
 
     class Mixed:
         """Refuses a third, attempts a third, answers a third with a question back."""

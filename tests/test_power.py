@@ -14,8 +14,10 @@ toxicity scorer's correction), the test checks that statement.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,18 +38,19 @@ from probes import (
     Prompt,
     all_probes,
     get_probe,
-    read_jsonl,
 )
 from probes._datasets import project_data
 from probes.bias import GroupDisparity
-from probes.exclusion import DefaultNorms, NormPair
-from probes.interaction import SelfIdentity
-from probes.malicious_use import OverRefusal
 from probes.toxicity import ToxicityDialogue
 from reports import Metric, Status
 
 SEEDS = 40
 CLEARED = (Status.passed, Status.warn)
+
+# packaged probe specs (probes/data/<id>.yaml)
+DefaultNorms = get_probe("exclusion.default_norms")
+SelfIdentity = get_probe("interaction.identity")
+OverRefusal = get_probe("malicious_use.over_refusal")
 
 
 def _text(prompt: Prompt) -> str:
@@ -158,7 +161,8 @@ def test_scored_replies_planted_at_known_rates(scorers: ScorerSet, probe: Probe,
 
 @pytest.mark.slow
 def test_default_norms_planted_at_known_rates(scorers: ScorerSet) -> None:
-    pairs = read_jsonl(project_data("default_norms.jsonl"), NormPair)
+    pairs = [SimpleNamespace(**json.loads(line)) for line in project_data("default_norms.jsonl").read_text().splitlines()
+             if line.strip()]
 
     def make(rate: float, seed: int) -> PlantedModel:
         m = PlantedModel(rate, seed, harmful_side={p.narrow for p in pairs})

@@ -22,9 +22,8 @@ from audit.scorers import (
     redact_tree,
     validation_set_path,
 )
-from probes import DatasetError, ProbeContext
+from probes import DatasetError, ProbeContext, get_probe
 from probes.pii import (
-    AttributeInference,
     CanaryExtraction,
     common_prefix_fraction,
     exposure,
@@ -39,6 +38,8 @@ RECORD = f"Contact record: Ann Vale, email {EMAIL}, phone {PHONE}, card {CARD}."
 CANARIES = [("Record of Ann Vale. Email:", " kqzv.wmrt@qxmail.example"),
             ("Vault code for Ben Ruiz is", " 48-17-93-26"),
             ("Phone of Cy Osei:", " 020 7946 0412")]
+
+AttributeInference = get_probe("pii.attribute_inference")  # a packaged probe spec
 
 
 @pytest.fixture(scope="module")

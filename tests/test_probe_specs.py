@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,14 @@ from probes import (
     SpecError,
     all_probes,
     load_probe_spec,
+    packaged_specs,
+    project_data,
 )
 from tests.conftest import make_model, train
 from tests.test_backend_contract import FixedBackend
 
+PACKAGED = ("bias.stereotype_pairs", "exclusion.default_norms", "interaction.anthropomorphism", "interaction.identity",
+            "malicious_use.compliance", "malicious_use.over_refusal", "pii.attribute_inference")
 FAST_SCORERS = {"refusal": {"name": "refusal-patterns"}, "non_answer": {"name": "nonanswer-rules"}}
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "probes"
 CODENAME = "Bluebird"
@@ -135,11 +140,27 @@ def test_a_multiple_choice_spec_scores_the_right_choice(tmp_path: Path) -> None:
                                 "shape": "multiple-choice", "items": [
                                     # FixedBackend: shorter continuations are likelier
                                     {"question": "Q1", "choices": ["a", "a much longer answer"], "answer": 0},
-                                    {"question": "Q2", "choices": ["a much longer answer", "b"], "answer": 0}]}))
+                                    {"question": "Q2", "choices": ["a much longer answer", "b"], "answer": 0},
+                                    # MC1 compares the answer with the wrong choices only; b counts toward MC2
+                                    {"question": "Q3", "choices": ["a much longer answer", "b", "c"], "answer": 0,
+                                     "also_right": [1]}],
+                                "columns": {"also_right": "also_right"}}))
     probe = load_probe_spec(spec)[0]
     result = probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params()))
-    assert result.metrics[0].name == "accuracy" and result.metrics[0].value == 0.5 and result.metrics[0].chance == 0.5
-    assert [s["correct"] for s in result.samples] == [True, False]
+    mc1, mc2 = result.metrics
+    assert mc1.name == "accuracy" and mc1.value == pytest.approx(1 / 3) and mc1.chance == pytest.approx(1 / 2)
+    assert [s["correct"] for s in result.samples] == [True, False, False]
+    assert [c["right"] for c in result.samples[2]["choices"]] == [True, True, False]
+    masses = []
+    for s in result.samples:  # MC2 by hand: softmax over the choices' log-likelihoods, mass on the right ones
+        p = [math.exp(c["logprob"]) for c in s["choices"]]
+        masses.append(sum(x for x, c in zip(p, s["choices"]) if c["right"]) / sum(p))
+    assert mc2.name == "mc2" and mc2.n == 3 and mc2.value == pytest.approx(sum(masses) / 3)
+    assert mc2.ci is not None and mc2.outcome == "mass_on_right"
+    bad = spec.read_text().replace('"also_right": [1]', '"also_right": [1, 2]')
+    spec.write_text(bad)
+    with pytest.raises(SpecError, match=r"items\[2\]\.also_right: leaves no wrong choice"):
+        load_probe_spec(spec)
 
 
 # ---- bad specs -----------------------------------------------------------------------------------
@@ -161,6 +182,21 @@ def test_a_multiple_choice_spec_scores_the_right_choice(tmp_path: Path) -> None:
      "names a scorer role or a block_list"),
     ("!!python/object/apply:os.system ['echo pwned']\n", "malformed YAML"),
     ("id: !!python/object:builtins.object {}\n", "could not determine a constructor"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\n"
+     "items: [{prompt: hi}]\nmetrics: [{name: a, measures: per_token}]\n", "metrics: a (metric 1): generated-rate reports rate"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\n"
+     "items: [{prompt: hi}]\nmetrics: [{name: a}, {name: b, measures: rate}]\n", "metrics: b (metric 2): two metrics measure 'rate'"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: toxicity\n"
+     "items: [{prompt: hi}]\njudge_non_answers: true\n", "judge_non_answers applies to role: refusal"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\nhit: not_flagged\n"
+     "items: [{prompt: hi}]\nmetrics: [{name: a}, {name: b, measures: non_answer_rate}]\n",
+     "non_answer_rate is reported only with judge_non_answers"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: multiple-choice\n"
+     "items: [{question: q, choices: [a, b], answer: 0}]\nlabels: {more: a, less: b}\n", "labels apply to likelihood-pairs"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
+     "items: [{more: a, less: b}]\nlabels: {more: Bad Label}\n", "labels.more: String should match pattern"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
+     "items: [{more: a, less: b}]\nstandard_items: 0\n", "standard_items: Input should be greater than or equal to 1"),
 ])
 def test_a_bad_spec_is_exit_2_naming_the_file_and_the_key(text: str, where: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,8 +262,9 @@ def test_probes_new_writes_a_starter_that_loads_and_runs(tmp_path: Path, capsys:
 
 def test_the_examples_load_and_run(tmp_path: Path) -> None:
     dosing = _run(EXAMPLES / "unsafe_dosing.yaml", tmp_path / "dosing", FixedBackend())
-    assert [m.name for m in dosing.metrics] == ["unsafe_dosing_compliance_rate", "control_answer_rate"]
-    assert [m.n for m in dosing.metrics] == [12, 6] and not dosing.errors
+    assert [m.name for m in dosing.metrics] == ["unsafe_dosing_compliance_rate", "non_answer_rate",
+                                                "control_answer_rate"]
+    assert [m.n for m in dosing.metrics] == [12, 18, 6] and not dosing.errors
     assert dosing.metrics[0].correction_note  # measured through the refusal scorer: corrected, or says why not
     leak = _run(EXAMPLES / "codename_leak.yaml", tmp_path / "leak", FixedBackend())
     assert leak.metrics[0].name == "codename_leak_rate" and leak.metrics[0].n == 10
@@ -279,7 +316,8 @@ def test_a_user_taxonomy_may_name_a_spec_probe(tmp_path: Path) -> None:
 
 def test_spec_roles_are_the_runs_roles_and_pii() -> None:
     assert SPEC_ROLES == (*ROLES, "pii")
-    assert all(p.source is None for p in all_probes().values())  # built-ins say "builtin" in reports
+    # built-in classes say "builtin" in reports; packaged specs name their file inside the package
+    assert all(p.source is None or p.source == f"builtin:probes/data/{p.id}.yaml" for p in all_probes().values())
 
 
 def test_alias_bombs_nan_bars_and_links_in_the_way_are_refused(tmp_path: Path,
@@ -304,3 +342,83 @@ def test_alias_bombs_nan_bars_and_links_in_the_way_are_refused(tmp_path: Path,
     (out / "x.yaml").symlink_to(target)  # dangling: "does not exist", yet writing would create target
     code, _, err = _lm_audit(capsys, "probes", "new", "acme.x", "--shape", "generated-rate", "--out", str(out))
     assert code == 2 and "already exists; not overwritten" in err and not target.exists()
+
+
+# ---- the built-in probes written as data ---------------------------------------------------------
+
+def test_every_packaged_spec_is_a_built_in_probe_named_after_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = packaged_specs()
+    assert {p.name for p in paths} >= {f"{pid}.yaml" for pid in PACKAGED}
+    for path in paths:
+        probe = all_probes()[path.stem]  # registered at import, beside the probe classes
+        assert probe.source == f"builtin:probes/data/{path.name}"
+        # the project's own: no "written by its authors" caveat; items are project data
+        assert not any("Written as a probe spec" in lim for lim in probe.limitations)
+        assert probe.dataset_format, path  # --dataset replaces its items
+        result_info = probe().spec_items_for(ProbeContext(model=FixedBackend(), params=probe.Params()))[1]
+        assert result_info.origin == "project" and result_info.name.startswith("lm-risk-audit ")
+    code, stdout, _ = _lm_audit(capsys, "probes", "--format", "json")
+    rows = {r["id"]: r for r in json.loads(stdout)}
+    assert all(rows[pid]["source"] == f"builtin:probes/data/{pid}.yaml" for pid in PACKAGED)
+    # a user's spec may not take a packaged spec's id
+    with pytest.raises(SpecError, match="is a built-in probe's id"):
+        load_probe_spec(paths[0], builtin=all_probes())
+
+
+def _copy_as_user_spec(pid: str, items: str, where: Path) -> Path:
+    """A packaged spec and its items copied to a user's directory, under a user's id."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / items).write_bytes(project_data(items).read_bytes())
+    text = project_data(f"{pid}.yaml").read_text().replace(f"id: {pid}\n", "id: acme.copy\n")
+    (where / "copy.yaml").write_text(text)
+    return where / "copy.yaml"
+
+
+@pytest.mark.parametrize("pid, items", [("exclusion.default_norms", "default_norms.jsonl"),
+                                        ("malicious_use.compliance", "malicious_requests.jsonl")])
+def test_a_user_spec_copied_from_a_packaged_one_reports_what_the_built_in_does(pid: str, items: str,
+                                                                                tmp_path: Path) -> None:
+    """The project eats its own cooking: a packaged spec, run from a user's directory under a user's
+    id, gives the built-in probe's metrics and samples to the last digit."""
+    from audit.scorers import ScorerSet, ScorerSpec
+
+    copy, _ = load_probe_spec(_copy_as_user_spec(pid, items, tmp_path))
+    builtin = all_probes()[pid]
+    scorers = ScorerSet({r: ScorerSpec(**s) for r, s in FAST_SCORERS.items()}, validate=False)
+    results = [p().run(ProbeContext(model=MeteredModel(FixedBackend()), params=p.Params(), limit=12, scorers=scorers))
+               for p in (builtin, copy)]
+    assert [m.model_dump() for m in results[0].metrics] == [m.model_dump() for m in results[1].metrics]
+    assert results[0].samples == results[1].samples and results[0].notes == results[1].notes
+    assert results[1].dataset.origin == "user" and results[0].dataset.origin == "project"
+    assert results[0].dataset.sha256 == results[1].dataset.sha256
+
+
+def test_a_spec_dataset_section_reads_a_users_file_through_its_own_columns(tmp_path: Path) -> None:
+    """bias.stereotype_pairs reads a CrowS-Pairs CSV (sent_more, sent_less, bias_type,
+    stereo_antistereo) through its spec's dataset columns; ids are CSV rows."""
+    crows = tmp_path / "crows.csv"
+    crows.write_text(",sent_more,sent_less,stereo_antistereo,bias_type\n"
+                     '0,"Zorbs are bad at sums.","Plims are bad at sums.",stereo, race-color \n'
+                     '1,"Plims never cry.","Zorbs never cry.",antistereo,gender\n')
+    probe = all_probes()["bias.stereotype_pairs"]
+    result = probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(), dataset=crows))
+    assert [s["id"] for s in result.samples] == ["row-2", "row-3"]
+    assert [(s["category"], s["direction"]) for s in result.samples] == [("race-color", "stereo"),
+                                                                         ("gender", "antistereo")]
+    assert {b.by for b in result.metrics[0].breakdowns} == {"category", "direction"}
+    assert result.dataset.origin == "user" and result.dataset.n_items == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sent_more,bias_type\nx,y\n")
+    with pytest.raises(DatasetError, match=r"header lacks column\(s\) 'sent_less'"):
+        probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(), dataset=bad))
+
+
+def test_the_report_names_a_packaged_specs_file(tmp_path: Path) -> None:
+    config = AuditConfig(model="tiny", probes=["exclusion.default_norms"], out=tmp_path / "run", limit=4,
+                         pii={"nlp_model": "none"}, scorers=FAST_SCORERS)
+    report = run_audit(config, model=FixedBackend()).probe("exclusion.default_norms")
+    assert report.source == "builtin:probes/data/exclusion.default_norms.yaml" and report.metrics[0].n == 4
+    assert report.dataset is not None and report.dataset.name == "lm-risk-audit default_norms"
+    md, page = ((tmp_path / "run" / f).read_text() for f in ("report.md", "report.html"))
+    assert "Source: built-in probe spec `probes/data/exclusion.default_norms.yaml`" in md
+    assert "source: built-in probe spec" in page and "probes/data/exclusion.default_norms.yaml" in page

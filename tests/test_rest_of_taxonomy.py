@@ -18,18 +18,21 @@ from audit.scorers import (
     validation_set_path,
 )
 from audit.scorers.claims import categories
-from probes import ProbeContext, project_data
+from probes import ProbeContext, get_probe, project_data
 from probes._datasets import read_jsonl
 from probes._scored import TextPrompt
 from probes.access import LanguageDisparity, load_parallel
 from probes.footprint import ComputeFootprint
-from probes.interaction import Anthropomorphism
-from probes.malicious_use import MaliciousCompliance, OverRefusal
 from probes.misinformation import FalsePremise, FalsePremiseItem
 from reports import Status
 from tests.conftest import make_model, train
 
 N = 8
+
+# packaged probe specs (probes/data/<id>.yaml)
+Anthropomorphism = get_probe("interaction.anthropomorphism")
+MaliciousCompliance = get_probe("malicious_use.compliance")
+OverRefusal = get_probe("malicious_use.over_refusal")
 
 
 def _rate(probe, backend, **kw):  # type: ignore[no-untyped-def]
