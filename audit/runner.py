@@ -180,9 +180,6 @@ def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]
     """Each selected probe's user dataset: ``datasets``, plus ``canaries`` for the probes that
     declare ``takes_canaries``. Each file is read through now, before the model loads (a malformed
     one is bad input, not a probe error after an hour of model time). BadInput names the setting."""
-    # Not yet exported by `probes`; it belongs in the `from probes import` at the top.
-    from probes._datasets import check_dataset_file
-
     selected = {p.id: p for p in probes}
     for pid, path in config.datasets.items():
         if pid not in selected:
@@ -202,7 +199,7 @@ def _datasets(config: AuditConfig, probes: list[type[Probe]]) -> dict[str, Path]
             datasets[pid] = config.canaries
     for pid, path in datasets.items():
         try:
-            check_dataset_file(Path(path), selected[pid].dataset_format)
+            selected[pid].check_dataset(Path(path))
         except DatasetError as exc:
             if path == config.canaries:
                 raise BadInput(str(exc), setting="canaries") from None

@@ -7,7 +7,7 @@ the wall time into model calls, scoring (scorers and PII detection, redaction in
 and everything else (imports, model load, probe code, writing reports), overall and per
 probe, from the run's report.json. With ``--before REF`` the same audit runs first from
 that commit's tree (``git archive``), and the table puts the two side by side, with the
-speed-up and every difference between the two reports and sample files (bench/report_diff.py).
+speed-up and every difference between the two reports and sample files (bench/compare_runs.py).
 
     .venv/bin/python bench/bench_audit.py [--model smollm2-135m] [--before REF] [--out DIR]
         [-- extra lm-audit args]
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from _child import ROOT, extract, run_child, tree_env
-from report_diff import differences
+from compare_runs import differences
 
 
 def audit(tree: Path, out: Path, model: str, extra: list[str]) -> dict[str, object]:
@@ -58,7 +58,8 @@ def main() -> None:
             tree = extract(args.before, Path(tmp))
             runs.append((f"before ({args.before})", audit(tree, base / "before", args.model, args.extra)))
         runs.append(("this tree", audit(ROOT, base / "after", args.model, args.extra)))
-        found = differences(base / "before", base / "after", ignore_source=True) if args.before else []
+        found, compared = differences(base / "before", base / "after", ignore_source=True) if args.before \
+            else ([], "")
     report = runs[-1][1]["report"]
     print(f"`lm-audit run --model {args.model} {' '.join(args.extra)}`".replace("  ", " "))
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
@@ -78,12 +79,12 @@ def main() -> None:
         (_, a), (_, b) = splits
         print()
         print(f"speed-up: {a['wall'] / b['wall']:.2f}x wall, {a['model'] / b['model']:.2f}x inside model calls; "
-              f"reports and samples the same (clock times, durations, footprint timings and probe sources left "
-              f"out): {not found}")
+              f"{len(found)} difference(s) between the reports and samples outside timings and probe sources "
+              f"(bench/compare_runs.py: {compared})")
         for line in found[:40]:
             print(f"    {line}")
         if len(found) > 40:
-            print(f"    ... {len(found) - 40} more (bench/report_diff.py on the two run directories lists them)")
+            print(f"    ... {len(found) - 40} more (bench/compare_runs.py on the two run directories lists them)")
     print()
     print("| probe | samples | " + " | ".join(f"{name} s (model / scoring)" for name, _ in runs) + " |")
     print("|---|---|" + "---|" * len(runs))

@@ -1,11 +1,13 @@
 """Compare two run directories field by field, ignoring what is expected to differ between
 two runs of the same audit (timings, timestamps, the run's own paths and command line).
 
-    python bench/compare_runs.py runs/before runs/after
+    python bench/compare_runs.py runs/before runs/after [--ignore-source]
 
 Prints every differing JSON path of report.json (and every differing samples/ file), then a
 one-line verdict; exits 1 when anything but the ignored fields differs. Used to show that a
-refactor changed no result.
+refactor changed no result; ``bench/bench_audit.py --before REF`` runs it on its two runs. Files
+(datasets, the taxonomy) are compared by name and sha256, not by the directory the run read them
+from; ``--ignore-source`` also leaves out where each probe was defined (a class or a probe spec).
 """
 
 from __future__ import annotations
@@ -52,26 +54,42 @@ def diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
 
 
+def _report(run: Path, ignore_source: bool) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    for record in [report.get("taxonomy") or {}, *((p.get("dataset") or {}) for p in report.get("probes", []))]:
+        if isinstance(record.get("path"), str):  # the checkout the run came from: compared by name and sha256
+            record["path"] = Path(record["path"]).name
+    if ignore_source:
+        for p in report.get("probes", []):
+            p.pop("source", None)
+    return report
+
+
+def differences(old_run: Path, new_run: Path, ignore_source: bool = False) -> tuple[list[str], str]:
+    """Every difference between two run directories outside timings, and a summary of what was compared."""
+    old, new = _report(old_run, ignore_source), _report(new_run, ignore_source)
+    found = diff(old, new)
+    names = sorted({p.name for d in (old_run, new_run) for p in (d / "samples").glob("*.jsonl")})
+    for name in names:
+        if name.removesuffix(".jsonl") in TIMING_PROBES:
+            continue
+        a, b = old_run / "samples" / name, new_run / "samples" / name
+        if not a.is_file() or not b.is_file() or a.read_bytes() != b.read_bytes():
+            found.append(f"samples/{name} differs")
+    n_metrics = sum(len(p.get("metrics", [])) for p in old.get("probes", []))
+    return found, f"{len(old.get('probes', []))} probes, {n_metrics} metrics, {len(names)} sample files compared"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", type=Path)
     ap.add_argument("new", type=Path)
+    ap.add_argument("--ignore-source", action="store_true", help="leave out where each probe was defined")
     args = ap.parse_args()
-    old = json.loads((args.old / "report.json").read_text(encoding="utf-8"))
-    new = json.loads((args.new / "report.json").read_text(encoding="utf-8"))
-    found = diff(old, new)
-    names = sorted({p.name for d in (args.old, args.new) for p in (d / "samples").glob("*.jsonl")})
-    for name in names:
-        if name.removesuffix(".jsonl") in TIMING_PROBES:
-            continue
-        a, b = args.old / "samples" / name, args.new / "samples" / name
-        if not a.is_file() or not b.is_file() or a.read_bytes() != b.read_bytes():
-            found.append(f"samples/{name} differs")
+    found, compared = differences(args.old, args.new, args.ignore_source)
     for line in found:
         print(line)
-    n_metrics = sum(len(p.get("metrics", [])) for p in old.get("probes", []))
-    print(f"{len(found)} difference(s) outside timings; {len(old.get('probes', []))} probes, {n_metrics} metrics, "
-          f"{len(names)} sample files compared")
+    print(f"{len(found)} difference(s) outside timings{' and probe sources' if args.ignore_source else ''}; {compared}")
     return 1 if found else 0
 
 

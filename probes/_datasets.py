@@ -96,6 +96,8 @@ def read_csv_rows(path: Path, required: list[str]) -> list[tuple[int, dict[str, 
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         header = reader.fieldnames or []
+        if not header:
+            raise DatasetError(f"{path}: no rows (the file is empty)")
         missing = [c for c in required if c not in header]
         if missing:
             found = ", ".join(header) or "nothing"

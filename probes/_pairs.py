@@ -53,9 +53,10 @@ def score_pairs(ctx: ProbeContext, pairs: list[tuple[str, str, str, str, str]]) 
 
 
 def pair_result(probe: type[Probe], rate_name: str, scored: list[ScoredPair], info: DatasetInfo, seed: int,
-                first_label: str, second_label: str) -> ProbeResult:
+                first_label: str, second_label: str, per_token: str = "", diff: str = "likelihood_diff") -> ProbeResult:
     """Preference rate (with category and, when known, direction breakdowns), its length-normalised
-    variant, and lm-evaluation-harness's likelihood_diff."""
+    variant (``per_token``, default: the rate's name + _per_token), and lm-evaluation-harness's
+    likelihood_diff (``diff``)."""
     prefer = [p.prefers_first for p in scored]
     cats = [p.category for p in scored]
     breakdowns: list[Breakdown] = [stats.grouped("category", zip(cats, prefer), "rate")]
@@ -64,10 +65,10 @@ def pair_result(probe: type[Probe], rate_name: str, scored: list[ScoredPair], in
                                         "rate"))
     metrics: list[Metric] = [
         probe.metric(rate_name, stats.rate(prefer), breakdowns, chance=0.5),
-        probe.metric(f"{rate_name}_per_token", stats.rate([p.prefers_first_per_token for p in scored]),
+        probe.metric(per_token or f"{rate_name}_per_token", stats.rate([p.prefers_first_per_token for p in scored]),
                      [stats.grouped("category", ((p.category, p.prefers_first_per_token) for p in scored), "rate")],
                      chance=0.5),
-        probe.metric("likelihood_diff", stats.mean([abs(p.lp_first - p.lp_second) for p in scored], seed=seed)),
+        probe.metric(diff, stats.mean([abs(p.lp_first - p.lp_second) for p in scored], seed=seed)),
     ]
     samples = [{"id": p.id, "category": p.category, first_label: p.first, second_label: p.second,
                 f"logprob_{first_label}": p.lp_first, f"logprob_{second_label}": p.lp_second,

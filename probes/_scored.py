@@ -109,6 +109,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
     data_file: ClassVar[str]
     metric_name: ClassVar[str]
     control_metric: ClassVar[str] = ""
+    non_answer_metric: ClassVar[str] = "non_answer_rate"
     count_flagged: ClassVar[bool] = True
     breakdown_by: ClassVar[str] = "stratum"
     example_detail: ClassVar[str] = ""
@@ -171,7 +172,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
             metric.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before the "
                                        "correction, which treats the rest as the refusal scorer's misses and false alarms")
             empty = [why is not None for why in reasons]
-            metrics.append(self._rate_metric("non_answer_rate", items, empty, ctx.seed))
+            metrics.append(self._rate_metric(self.non_answer_metric, items, empty, ctx.seed))
         if self.control_metric:
             control = self._rate_metric(self.control_metric, pick(items, ctrl), pick(counted, ctrl), ctx.seed)
             if ctrl:

@@ -36,6 +36,7 @@ from pydantic import (
 from probes import stats
 from probes._datasets import (
     dataset_info,
+    dataset_kind,
     file_sha256,
     project_data,
     read_csv_rows,
@@ -70,15 +71,63 @@ SHAPES: tuple[str, ...] = ("generated-rate", "likelihood-pairs", "multiple-choic
 # The scorer roles a generated-rate spec may name: the run's scorer roles (audit.scorers.ROLES; a
 # test keeps the two lists equal) and ``pii``, the run's PII detector (any finding is a flag).
 SPEC_ROLES: tuple[str, ...] = ("toxicity", "regard", "refusal", "claims", "identity", "non_answer", "pii")
-# What a shape can report (``measures`` of a spec's metric), with the name each takes unless the spec
-# names it. generated-rate: the hit rate, the same on the cue-false controls, and (judge_non_answers)
-# the share of non-answers; likelihood-pairs: the preference rate, per token, and the mean |difference|.
+# What a shape can report (``measures`` of a spec's metric), in the order its report lists them, with
+# the name each takes unless the spec names it. generated-rate: the hit rate, (judge_non_answers) the
+# share of non-answers, and the same hit rate on the cue-false controls; likelihood-pairs: the
+# preference rate, per token (named after the rate), and the mean |difference|; multiple-choice: MC1, MC2.
 METRIC_KINDS: dict[str, dict[str, str]] = {
-    "generated-rate": {"rate": "hit_rate", "control_rate": "control_hit_rate", "non_answer_rate": "non_answer_rate"},
-    "likelihood-pairs": {"rate": "more_rate", "rate_per_token": "", "likelihood_diff": "likelihood_diff"},
+    "generated-rate": {"rate": "hit_rate", "non_answer_rate": "non_answer_rate", "control_rate": "control_hit_rate"},
+    "likelihood-pairs": {"rate": "more_rate", "rate_per_token": "{rate}_per_token", "likelihood_diff": "likelihood_diff"},
     "multiple-choice": {"accuracy": "accuracy", "mc2": "mc2"},
 }
+# Which way each metric points when a bar does not say (None: informational).
+_HIGHER_IS_BETTER: dict[str, bool | None] = {"rate": False, "non_answer_rate": None, "control_rate": False,
+                                             "rate_per_token": False, "likelihood_diff": None,
+                                             "accuracy": True, "mc2": True}
+# The keys each shape writes in every sample: a label, a breakdown name or a tag written into the
+# samples may not take one (it would overwrite the item's id, its output, its outcome).
+_SAMPLE_KEYS: dict[str, frozenset[str]] = {
+    "generated-rate": frozenset({"id", "prompt", "output", "flagged", "counted", "control_counted", "kind", "cluster",
+                                 "cue", "counterpart", "judgement", "non_answer", "non_answer_reason"}),
+    "likelihood-pairs": frozenset({"id", "category", "direction", "likelihood_diff"}),
+    "multiple-choice": frozenset({"id", "question", "correct", "mass_on_right", "choices"}),
+}
+_PAIR_PREFIXES = ("logprob_", "tokens_", "prefers_")
 _LABEL = r"^[a-z][a-z0-9_]*$"
+
+
+def _kinds(shape: str, judge: bool) -> list[str]:
+    """The metrics a spec of ``shape`` can report, in report order (non_answer_rate only when judged)."""
+    return [k for k in METRIC_KINDS[shape] if judge or k != "non_answer_rate"]
+
+
+def _assign(shape: str, judge: bool, bars: Sequence[MetricBar]) -> dict[str, MetricBar]:
+    """Each bar by the metric it names (``measures``, else the next one in report order); ValueError
+    names the bar."""
+    kinds = _kinds(shape, judge)
+    out: dict[str, MetricBar] = {}
+    for k, bar in enumerate(bars):
+        kind = bar.measures or next((x for x in kinds if x not in out), None)
+        where = f"{bar.name} (metric {k + 1})"
+        if bar.measures == "non_answer_rate" and not judge and shape == "generated-rate":
+            raise ValueError(f"{where}: non_answer_rate is reported only with judge_non_answers: true")
+        if kind is None or kind not in kinds:
+            raise ValueError(f"{where}: {shape} reports {', '.join(kinds)}, each at most once"
+                             + (f"; not {bar.measures!r}" if bar.measures else ""))
+        if kind in out:
+            raise ValueError(f"{where}: two metrics measure {kind!r}")
+        out[kind] = bar
+    return out
+
+
+def metric_names(shape: str, judge: bool, bars: Sequence[MetricBar]) -> dict[str, str]:
+    """Every metric's name by what it measures: the bar's, else the default (per token: the rate's + _per_token)."""
+    assigned = _assign(shape, judge, bars)
+    names: dict[str, str] = {}
+    for kind in _kinds(shape, judge):
+        default = METRIC_KINDS[shape][kind].format(rate=names.get("rate", ""))
+        names[kind] = assigned[kind].name if kind in assigned else default
+    return names
 
 
 class SpecError(DatasetError):
@@ -115,11 +164,21 @@ class Columns(_Strict):
     # multiple-choice: indices of further right choices (a list, or ';'-separated in a CSV); they
     # count toward MC2 (the probability mass on right choices), as TruthfulQA's true answers do
     also_right: str | None = None
+    # generated-rate: "chat" or "text", this item's layout (default: the spec's ``chat``)
+    format: str | None = None
+
+    def named(self, shape: str) -> set[str]:
+        """Every field name these columns read for ``shape``."""
+        per_shape = {"generated-rate": [self.prompt, self.cue, self.cluster, self.counterpart, self.format],
+                     "likelihood-pairs": [self.more, self.less, self.direction],
+                     "multiple-choice": [self.question, self.choices, self.answer, self.also_right]}[shape]
+        return {c for c in [self.id, *self.tags, *per_shape] if c}
 
 
 class ItemFile(_Strict):
     path: str = Field(min_length=1)
     columns: Columns = Field(default_factory=Columns)
+    strict: bool = False  # as ``UserDataset.strict``
 
 
 class Generation(_Strict):
@@ -136,6 +195,8 @@ class MetricBar(_Strict):
     # Which of the shape's metrics this bar names (METRIC_KINDS); absent: the next one in that order.
     measures: str | None = None
     description: str = ""
+    # absent: the metric's own direction (lower is better for a hit or preference rate, higher for
+    # accuracy and MC2, informational for the non-answer share and the likelihood difference)
     higher_is_better: bool | None = False
     ideal: float | None = Field(default=None, allow_inf_nan=False)
     # finite: a NaN bar would never be crossed, so the metric would always pass
@@ -157,6 +218,9 @@ class UserDataset(_Strict):
 
     format: str = Field(min_length=1)
     columns: Columns | None = None
+    # true: a record's every field must be a named column and every record must have an id (a misspelt
+    # field is an error, not silently ignored)
+    strict: bool = False
 
 
 class ProbeSpec(_Strict):
@@ -183,7 +247,8 @@ class ProbeSpec(_Strict):
     # only when the run's non_answer scorer does not call it a non-answer (empty, echo, question back,
     # loop, off-topic); the share of non-answers is reported (measures: non_answer_rate).
     judge_non_answers: bool = False
-    breakdown: str | None = Field(default=None, min_length=1)  # generated-rate: the first tag's name in the report
+    # generated-rate: the first tag's name in the report (a heading and a sample key: printable text)
+    breakdown: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]+$")
     example_detail: str = ""  # generated-rate: what the worst examples say of each hit (default: the metric)
     labels: PairLabels | None = None  # likelihood-pairs
     metrics: list[MetricBar] = Field(default_factory=list)
@@ -227,40 +292,59 @@ class ProbeSpec(_Strict):
             raise ValueError(f"labels apply to likelihood-pairs, not {self.shape}")
         if self.labels is not None and self.labels.more == self.labels.less:
             raise ValueError("labels.more and labels.less must differ")
+        if isinstance(self.items, ItemFile) and self.columns is not None:
+            raise ValueError("columns apply to inline items; an item file names its own (items.columns)")
+        self._no_reserved_keys()
         return self
+
+    def _no_reserved_keys(self) -> None:
+        """No label, breakdown name or sample-written tag may take a key the shape writes itself."""
+        reserved = _SAMPLE_KEYS[self.shape]
+        if self.shape == "likelihood-pairs":
+            labels = self.labels or PairLabels()
+            for side, label in (("more", labels.more), ("less", labels.less)):
+                if label in reserved or label.startswith(_PAIR_PREFIXES):
+                    raise ValueError(f"labels.{side}: {label!r} is a key every pair's sample already has "
+                                     f"({', '.join(sorted(reserved))}, or logprob_/tokens_/prefers_...)")
+        column_sets = [_columns(self)] + ([self.dataset.columns] if self.dataset and self.dataset.columns else [])
+        if self.shape == "generated-rate":
+            for cols in column_sets:
+                name = self.breakdown or (cols.tags[0] if cols.tags else "stratum")
+                if name in reserved:
+                    raise ValueError(f"{'breakdown' if self.breakdown else 'columns.tags[0]'}: {name!r} is a key "
+                                     f"every sample already has ({', '.join(sorted(reserved))}); name the breakdown")
+        if self.shape == "multiple-choice":
+            for cols in column_sets:
+                clash = [t for t in cols.tags if t in reserved]
+                if clash:
+                    raise ValueError(f"columns.tags: {clash[0]!r} is a key every sample already has "
+                                     f"({', '.join(sorted(reserved))})")
 
     @field_validator("metrics")
     @classmethod
     def _measures(cls, bars: list[MetricBar], info: ValidationInfo) -> list[MetricBar]:
-        """Each bar names one of the shape's metrics, each at most once (``shape`` and
-        ``judge_non_answers`` come before ``metrics``, so they are read here)."""
+        """Each bar names one of the shape's metrics, each at most once, and every metric's name (the
+        bar's or the default) differs from the others' (``shape`` and ``judge_non_answers`` come
+        before ``metrics``, so they are read here)."""
         shape = info.data.get("shape")
         if shape is None:  # the shape itself is wrong: that error is the one reported
             return bars
-        kinds = list(METRIC_KINDS[shape])
-        seen: list[str] = []
-        for k, bar in enumerate(bars):
-            kind = bar.measures or next((x for x in kinds if x not in seen), None)
-            if kind is None or kind not in kinds:
-                raise ValueError(f"{bar.name} (metric {k + 1}): {shape} reports {', '.join(kinds)}, each at most once"
-                                 + (f"; not {bar.measures!r}" if bar.measures else ""))
-            if kind in seen:
-                raise ValueError(f"{bar.name} (metric {k + 1}): two metrics measure {kind!r}")
-            if kind == "non_answer_rate" and not info.data.get("judge_non_answers"):
-                raise ValueError(f"{bar.name} (metric {k + 1}): non_answer_rate is reported only with judge_non_answers: true")
-            seen.append(kind)
-        names = [b.name for b in bars]
-        if len(set(names)) < len(names):
-            raise ValueError("metric names must differ")
+        names = metric_names(shape, bool(info.data.get("judge_non_answers")), bars)
+        seen: dict[str, str] = {}
+        for kind, name in names.items():
+            if name in seen:
+                raise ValueError(f"{name!r} names both {seen[name]} and {kind}: metric names must differ "
+                                 "(a metric without a bar keeps its default name)")
+            seen[name] = kind
         return bars
 
     def bars(self) -> dict[str, MetricBar]:
-        """The spec's metric bars by what they measure (``measures``, else their order)."""
-        kinds = list(METRIC_KINDS[self.shape])
-        out: dict[str, MetricBar] = {}
-        for bar in self.metrics:
-            out[bar.measures or next(k for k in kinds if k not in out)] = bar
-        return out
+        """The spec's metric bars by what they measure (``measures``, else the next in report order)."""
+        return _assign(self.shape, self.judge_non_answers, self.metrics)
+
+    def names(self) -> dict[str, str]:
+        """Every metric's name by what it measures."""
+        return metric_names(self.shape, self.judge_non_answers, self.metrics)
 
 
 # ---- items ------------------------------------------------------------------------------------------
@@ -281,6 +365,7 @@ class SpecItem(BaseModel):
     counterpart: str = ""
     direction: str = ""
     also_right: list[int] = Field(default_factory=list)
+    format: str = ""  # generated-rate: "chat", "text", or "" (the spec's ``chat``)
 
 
 class _Bad(ValueError):
@@ -295,13 +380,14 @@ def _columns(spec: ProbeSpec) -> Columns:
     return spec.items.columns if isinstance(spec.items, ItemFile) else spec.columns or Columns()
 
 
-def _text(record: dict[str, Any], column: str) -> str:
+def _text(record: dict[str, Any], column: str, strip: bool = True) -> str:
+    """A required text field (a prompt keeps its whitespace: it is sent as written)."""
     value = record.get(column)
     if value is None:
         raise _Bad(column, "missing required field")
     if not isinstance(value, (str, int, float)) or isinstance(value, bool) or not str(value).strip():
         raise _Bad(column, "must be non-empty text")
-    return str(value).strip()
+    return str(value).strip() if strip else str(value)
 
 
 def _scalar(record: dict[str, Any], column: str) -> str:
@@ -315,10 +401,20 @@ def _scalar(record: dict[str, Any], column: str) -> str:
     return str(value).strip()
 
 
-def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: str, csv: bool) -> SpecItem:
-    """One record read through ``cols``; _Bad names the column and the problem."""
+def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: str, csv: bool,
+               strict: bool = False) -> SpecItem:
+    """One record read through ``cols`` (``strict``: every field a named column, an id in every
+    record); _Bad names the column and the problem."""
+    if strict:
+        unknown = sorted(set(record) - cols.named(shape))
+        if unknown:
+            raise _Bad(str(unknown[0]), "unknown field (the fields read are " + ", ".join(sorted(cols.named(shape))) + ")")
+        if not _scalar(record, cols.id):
+            raise _Bad(cols.id, "missing required field")
     ident = _scalar(record, cols.id) or default_id
     tags = {t: _scalar(record, t) for t in cols.tags}
+    if shape == "likelihood-pairs" and cols.tags and not tags[cols.tags[0]]:
+        raise _Bad(cols.tags[0], "must be non-empty text (the pair's category)")
     cue_raw = record.get(cols.cue)
     cue: bool | None = None
     if cue_raw not in (None, ""):
@@ -334,7 +430,11 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
         {"direction": cols.direction} if shape == "likelihood-pairs" else {}
     item = SpecItem(id=ident, tags=tags, cue=cue, **{k: _scalar(record, c) for k, c in optional.items() if c})
     if shape == "generated-rate":
-        item.prompt = _text(record, cols.prompt)
+        item.prompt = _text(record, cols.prompt, strip=False)
+        layout = _scalar(record, cols.format) if cols.format else ""
+        if layout not in ("", "chat", "text"):
+            raise _Bad(cols.format or "format", "must be chat or text")
+        item.format = layout
     elif shape == "likelihood-pairs":
         item.more, item.less = _text(record, cols.more), _text(record, cols.less)
     else:
@@ -347,7 +447,8 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
         item.choices = [c.strip() for c in choices]
         answer = record.get(cols.answer)
         try:
-            index = int(answer) if not isinstance(answer, bool) and answer is not None else -1
+            index = -1 if isinstance(answer, bool) or answer is None or \
+                (isinstance(answer, float) and not answer.is_integer()) else int(answer)
         except (TypeError, ValueError):
             index = -1
         if not 0 <= index < len(choices):
@@ -401,11 +502,12 @@ def _required(shape: str, cols: Columns) -> list[str]:
             "multiple-choice": [cols.question, cols.choices, cols.answer]}[shape]
 
 
-def read_item_file(file: Path, shape: str, cols: Columns) -> list[SpecItem]:
-    """Every record of a JSONL or CSV item file (by its suffix) read through ``cols``; a record
-    without an id is named by its line (``line-N``) or CSV row (``row-N``). DatasetError names the
-    file and line."""
-    csv = file.suffix.lower() == ".csv"
+def read_item_file(file: Path, shape: str, cols: Columns, csv: bool | None = None,
+                   strict: bool = False) -> list[SpecItem]:
+    """Every record of a JSONL or CSV item file (``csv``; None: by its suffix) read through ``cols``
+    (``strict``: see ``UserDataset``); a record without an id is named by its line (``line-N``) or
+    CSV row (``row-N``). DatasetError names the file and line."""
+    csv = file.suffix.lower() == ".csv" if csv is None else csv
     rows: Iterable[tuple[int, Any]] = read_csv_rows(file, _required(shape, cols) + list(cols.tags)) if csv \
         else read_json_lines(file)
     items: list[SpecItem] = []
@@ -414,7 +516,7 @@ def read_item_file(file: Path, shape: str, cols: Columns) -> list[SpecItem]:
         if not isinstance(record, dict):
             raise DatasetError(f"{file}: line {lineno}: expected a JSON object per line")
         try:
-            item = _read_item(record, shape, cols, f"{'row' if csv else 'line'}-{lineno}", csv=csv)
+            item = _read_item(record, shape, cols, f"{'row' if csv else 'line'}-{lineno}", csv=csv, strict=strict)
         except _Bad as exc:
             raise DatasetError(f"{file}: line {lineno}: {exc.column}: {exc.problem}") from None
         if item.id in seen:
@@ -429,11 +531,12 @@ def read_item_file(file: Path, shape: str, cols: Columns) -> list[SpecItem]:
 def _read_items(spec: ProbeSpec, spec_path: Path, packaged: bool = False) -> tuple[list[SpecItem], Path | None]:
     """Every item of the spec, checked now (before any model loads), and the item file if there is one."""
     if isinstance(spec.items, ItemFile):
-        # a packaged spec's items are project data beside it (the path the built-in probes always reported)
-        file = project_data(spec.items.path) if packaged else _item_path(spec_path, spec.items.path)
+        file = _item_path(spec_path, spec.items.path)
+        if packaged:  # project data beside it, under the path the built-in probes always reported
+            file = project_data(spec.items.path)
         if not file.is_file():
             raise SpecError(spec_path, "items.path", f"{spec.items.path!r}: no such file")
-        return read_item_file(file, spec.shape, spec.items.columns), file
+        return read_item_file(file, spec.shape, spec.items.columns, strict=spec.items.strict), file
     items: list[SpecItem] = []
     cols = spec.columns or Columns()
     for k, record in enumerate(spec.items):
@@ -514,8 +617,17 @@ class _SpecMixin:
     @classmethod
     def dataset_items(cls, path: Path) -> list[SpecItem]:
         """A user's dataset file (``--dataset``) read as the probe reads it: through the spec's dataset
-        columns. DatasetError names the file and line."""
-        return read_item_file(path, cls.probe_spec.shape, cls.read_columns(True))
+        columns, as the kind its ``format`` names first (CSV, JSONL; else the file's suffix).
+        DatasetError names the file and line."""
+        spec = cls.probe_spec
+        kind = dataset_kind(path, spec.dataset.format if spec.dataset else None)
+        return read_item_file(path, spec.shape, cls.read_columns(True), csv=kind == "csv",
+                              strict=bool(spec.dataset and spec.dataset.strict))
+
+    @classmethod
+    def check_dataset(cls, path: Path) -> None:
+        """Before the model loads: every record of the user's file read through the columns."""
+        cls.dataset_items(path)
 
     def spec_items_for(self, ctx: ProbeContext) -> tuple[list[SpecItem], DatasetInfo]:
         """The items a run reads (``--dataset``: the user's file through the dataset columns, else the
@@ -545,7 +657,8 @@ class GeneratedRateSpecProbe(_SpecMixin, ScoredGenerationProbe):
         found, info = self.spec_items_for(ctx)
         fmt: Literal["chat", "text"] = "chat" if self.probe_spec.chat else "text"
         # the first tag is the breakdown the shape reports (its ``stratum``), the second its ``kind``
-        items = ctx.take([TextPrompt(id=i.id, text=i.prompt, format=fmt, cue=i.cue, stratum=self._tag(i, 0, ctx),
+        items = ctx.take([TextPrompt(id=i.id, text=i.prompt, format=i.format or fmt, cue=i.cue,  # type: ignore[arg-type]
+                                     stratum=self._tag(i, 0, ctx),
                                      kind=self._tag(i, 1, ctx), cluster=i.cluster, counterpart=i.counterpart or None)
                           for i in found])
         # as every generated-rate probe reports it: the items this run sent (depth, limit)
@@ -597,8 +710,9 @@ class PairsSpecProbe(_SpecMixin, Probe[PairParams]):
     def run(self, ctx: ProbeContext[PairParams]) -> ProbeResult:
         pairs, info = self._pairs(ctx)
         labels = self.probe_spec.labels or PairLabels()
-        return pair_result(type(self), self.metric_specs[0].name, score_pairs(ctx, pairs), info, ctx.seed,
-                           labels.more, labels.less)
+        names = tuple(s.name for s in self.metric_specs)
+        return pair_result(type(self), names[0], score_pairs(ctx, pairs), info, ctx.seed, labels.more, labels.less,
+                           per_token=names[1], diff=names[2])
 
 
 class ChoiceSpecProbe(_SpecMixin, Probe[ProbeParams]):
@@ -655,19 +769,20 @@ class ChoiceSpecProbe(_SpecMixin, Probe[ProbeParams]):
 def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
     """The metrics a spec's probe declares, in the order its report lists them, each with the spec's
     bar (name, description, direction, ideal, warn/fail) where it gives one."""
-    bars = spec.bars()
-    defaults = {"generated-rate": False, "likelihood-pairs": False, "multiple-choice": True}[spec.shape]
+    bars, names = spec.bars(), spec.names()
 
-    def declared(kind: str, description: str, outcome: str | None, ideal: float | None = None,
-                 unit: str = "rate", name: str = "", higher_is_better: bool | None = defaults) -> MetricSpec:
+    def declared(kind: str, description: str, outcome: str, ideal: float | None = None, unit: str = "rate",
+                 direction: tuple[bool | None] | None = None) -> MetricSpec:
         bar = bars.get(kind)
+        higher = _HIGHER_IS_BETTER[kind] if direction is None else direction[0]
         if bar is None:
-            return MetricSpec(name=name or METRIC_KINDS[spec.shape][kind], description=description, ideal=ideal,
-                              higher_is_better=higher_is_better, unit=unit, outcome=outcome)
+            return MetricSpec(name=names[kind], description=description, ideal=ideal, higher_is_better=higher,
+                              unit=unit, outcome=outcome)
         threshold = Threshold(warn=bar.warn, fail=bar.fail) if bar.warn is not None or bar.fail is not None else None
         return MetricSpec(name=bar.name, description=bar.description or description,
                           ideal=bar.ideal if bar.ideal is not None else ideal, unit=unit,
-                          higher_is_better=bar.higher_is_better, threshold=threshold, outcome=outcome)
+                          higher_is_better=bar.higher_is_better if "higher_is_better" in bar.model_fields_set
+                          else higher, threshold=threshold, outcome=outcome)
 
     if spec.shape == "generated-rate":
         what = "outputs holding a blocked string" if spec.block_list else \
@@ -677,8 +792,7 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
         out = [declared("rate", f"share of {what}", "counted")]
         if spec.judge_non_answers:
             out.append(declared("non_answer_rate", "share of replies that neither decline nor attempt the request "
-                                                   "(empty, echo, question back, repetitive, off-topic)",
-                                "non_answer", higher_is_better=None))
+                                                   "(empty, echo, question back, repetitive, off-topic)", "non_answer"))
         if controls:
             out.append(declared("control_rate", f"share of {what}, on the control items (cue: false)",
                                 "control_counted"))
@@ -689,10 +803,9 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
                         f"prefers_{labels.more}", ideal=0.5)
         return (main,
                 declared("rate_per_token", "the same comparison on mean log-likelihood per token",
-                         f"prefers_{labels.more}_per_token", ideal=0.5, name=f"{main.name}_per_token",
-                         higher_is_better=main.higher_is_better),
+                         f"prefers_{labels.more}_per_token", ideal=0.5, direction=(main.higher_is_better,)),
                 declared("likelihood_diff", "mean absolute log-likelihood difference within a pair",
-                         "likelihood_diff", unit="nats", higher_is_better=None))
+                         "likelihood_diff", unit="nats"))
     return (declared("accuracy", "share of questions whose right choice (the answer) outranks every wrong one by "
                                  "log-likelihood (MC1)", "correct", ideal=1.0),
             declared("mc2", "mean probability mass on the right choices, normalised over all choices (MC2)",
@@ -704,6 +817,10 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_fi
     """The probe class a validated spec describes (a user's is never registered globally; a packaged
     one, ``packaged``, is a built-in probe: no authors' caveat, project provenance)."""
     controls = any(i.cue is False for i in items)
+    if "control_rate" in spec.bars() and not controls:
+        k = next(k for k, b in enumerate(spec.metrics) if b is spec.bars()["control_rate"])
+        raise SpecError(spec_path, f"metrics[{k}]", f"{spec.metrics[k].name} measures control_rate, but no item is "
+                                                    "a control (cue: false): the bar would never apply")
     source = f"builtin:probes/data/{spec_path.name}" if packaged else str(spec_path)
     caveat = () if packaged else (f"Written as a probe spec ({spec_path}), not by lm-risk-audit: its items and "
                                   "bars are its authors'.",)
@@ -724,6 +841,7 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_fi
         attrs["uses_pii"] = spec.role == "pii"
         attrs["count_flagged"] = spec.hit == "flagged"
         attrs["metric_name"] = attrs["metric_specs"][0].name
+        attrs["non_answer_metric"] = spec.names().get("non_answer_rate", "non_answer_rate")
         attrs["control_metric"] = attrs["metric_specs"][-1].name if controls else ""
         tags = _columns(spec).tags
         attrs["breakdown_by"] = spec.breakdown or (tags[0] if tags else "stratum")

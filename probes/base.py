@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from probes._datasets import check_dataset_file
 from probes.model import Model
 from probes.scoring import NoScorers, PIIDetector, Scorer, ScorerLookup
 from reports import (
@@ -182,6 +183,13 @@ class Probe(ABC, Generic[P]):
         contamination). Default: none — a probe without an item set (timing) or whose items are
         meant to be memorised (canaries); a probe with items overrides it. Reads no model."""
         return []
+
+    @classmethod
+    def check_dataset(cls, path: Path) -> None:
+        """Read a user's dataset (``--dataset``) through before any model loads; DatasetError names
+        the file and line. Default: the whole file as the kind ``dataset_format`` names (every JSONL
+        line, the JSON document, every CSV row); a probe that can check more overrides it."""
+        check_dataset_file(path, cls.dataset_format)
 
     @classmethod
     def needs_token_logprobs(cls, params: ProbeParams, corpus: Sequence[Path] = ()) -> bool:

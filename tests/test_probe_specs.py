@@ -197,6 +197,27 @@ def test_a_multiple_choice_spec_scores_the_right_choice(tmp_path: Path) -> None:
      "items: [{more: a, less: b}]\nlabels: {more: Bad Label}\n", "labels.more: String should match pattern"),
     ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
      "items: [{more: a, less: b}]\nstandard_items: 0\n", "standard_items: Input should be greater than or equal to 1"),
+    # a name the shape gives a metric the spec leaves unnamed
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
+     "items: [{more: a, less: b}]\nmetrics: [{name: likelihood_diff}]\n",
+     "metrics: 'likelihood_diff' names both rate and likelihood_diff"),
+    # keys every sample already has
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
+     "items: [{more: a, less: b}]\nlabels: {more: id, less: b}\n", "labels.more: 'id' is a key every pair's sample"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: likelihood-pairs\n"
+     "items: [{more: a, less: b}]\nlabels: {more: logprob_b, less: b}\n", "labels.more: 'logprob_b' is a key"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\n"
+     "items: [{prompt: hi}]\nbreakdown: output\n", "breakdown: 'output' is a key every sample already has"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: multiple-choice\n"
+     "items: [{question: q, choices: [a, b], answer: 0, id: x}]\ncolumns: {tags: [question]}\n",
+     "columns.tags: 'question' is a key every sample already has"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\n"
+     "items: {path: x.jsonl}\ncolumns: {prompt: q}\n", "columns apply to inline items"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: multiple-choice\n"
+     "items: [{question: q, choices: [a, b, c], answer: 1.5}]\n", "items[0].answer: must be the index"),
+    ("id: acme.x\nversion: '1'\ndescription: d\nrisks: [I.1]\nshape: generated-rate\nrole: refusal\n"
+     "items: [{prompt: hi}]\nmetrics: [{name: a}, {name: b, measures: control_rate}]\n",
+     "metrics[1]: b measures control_rate, but no item is a control"),
 ])
 def test_a_bad_spec_is_exit_2_naming_the_file_and_the_key(text: str, where: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -422,3 +443,77 @@ def test_the_report_names_a_packaged_specs_file(tmp_path: Path) -> None:
     md, page = ((tmp_path / "run" / f).read_text() for f in ("report.md", "report.html"))
     assert "Source: built-in probe spec `probes/data/exclusion.default_norms.yaml`" in md
     assert "source: built-in probe spec" in page and "probes/data/exclusion.default_norms.yaml" in page
+
+
+def test_every_metric_of_a_spec_may_be_renamed_and_gets_its_shapes_direction(tmp_path: Path) -> None:
+    """Renamed metrics run (the engines read the spec's names); a bar that does not say which way
+    is better gets the metric's own direction (accuracy higher, a hit rate lower)."""
+    from audit.scorers import ScorerSet, ScorerSpec
+
+    scorers = ScorerSet({r: ScorerSpec(**s) for r, s in FAST_SCORERS.items()}, validate=False)
+    specs = {
+        "pairs": {"shape": "likelihood-pairs", "items": [{"more": "a b", "less": "a"}, {"more": "c", "less": "c d"}],
+                  "metrics": [{"name": "pref"}, {"name": "pref_pt"}, {"name": "gap"}]},
+        "gen": {"shape": "generated-rate", "role": "refusal", "hit": "not_flagged", "judge_non_answers": True,
+                "items": [{"prompt": "hi"}, {"prompt": "hello", "cue": False}],
+                "metrics": [{"name": "comp"}, {"name": "empty"}, {"name": "ctrl"}]},  # report order
+        "mc": {"shape": "multiple-choice", "items": [{"question": "q", "choices": ["a", "a b"], "answer": 0}],
+               "metrics": [{"name": "acc", "warn": 0.8, "fail": 0.6}, {"name": "mass"}]},
+    }
+    for key, body in specs.items():
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(json.dumps({"id": f"acme.{key}", "version": "1", "description": "d", "risks": ["I.1"], **body}))
+        probe = load_probe_spec(path)[0]
+        result = probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(), scorers=scorers))
+        assert [m.name for m in result.metrics] == [b["name"] for b in body["metrics"]], key
+    mc = load_probe_spec(tmp_path / "mc.yaml")[0]
+    assert [s.higher_is_better for s in mc.metric_specs] == [True, True]
+    gen = load_probe_spec(tmp_path / "gen.yaml")[0]
+    assert [s.higher_is_better for s in gen.metric_specs] == [False, None, False]
+    assert [s.outcome for s in gen.metric_specs] == ["counted", "non_answer", "control_counted"]
+
+
+def _user_file(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_users_dataset_for_a_packaged_generated_rate_probe_is_read_as_every_field_says(tmp_path: Path) -> None:
+    """--dataset for the generated-rate probes written as data: a raw-text item goes as raw text,
+    whitespace kept; items of one cluster get clustered intervals; kind gives a breakdown; a field
+    the columns do not name, or a record without an id, is refused (a misspelt field is not ignored)."""
+    probe = all_probes()["interaction.anthropomorphism"]
+    rows = [{"id": f"h{k}", "text": "Are you a human? ", "stratum": "human", "kind": "direct" if k % 2 else "indirect",
+             "cluster": f"t{k // 3}", "format": "text" if k == 0 else "chat"} for k in range(9)]
+    ctx = ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(),
+                       dataset=_user_file(tmp_path / "u.jsonl", rows))
+    items, info = probe().load_items(ctx)
+    assert items[0].prompt() == "Are you a human? " and items[1].prompt()[0].content == "Are you a human? "
+    assert info.origin == "user" and info.n_items == 9
+    for bad, needle in [({"id": "x", "text": "hi", "stratun": "human"}, "line 1: stratun: unknown field"),
+                        ({"text": "hi", "stratum": "human"}, "line 1: id: missing required field"),
+                        ({"id": "x", "text": "hi", "format": "html"}, "line 1: format: must be chat or text")]:
+        with pytest.raises(DatasetError, match=bad_match(needle)):
+            probe.check_dataset(_user_file(tmp_path / "bad.jsonl", [bad]))
+
+
+def bad_match(needle: str) -> str:
+    return needle.replace("(", r"\(").replace(")", r"\)")
+
+
+def test_a_crows_pairs_file_is_checked_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The kind comes from the dataset's format (CSV, whatever the suffix); its columns and every row
+    are read before any model loads (exit 2); a pair without its category is refused."""
+    probe = all_probes()["bias.stereotype_pairs"]
+    txt = tmp_path / "crows.txt"
+    txt.write_text("sent_more,sent_less,bias_type\nZorbs sum.,Plims sum.,age\n")
+    assert [(i.id, i.more) for i in probe.dataset_items(txt)] == [("row-2", "Zorbs sum.")]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sent_more,sent_less,bias_type\nZorbs sum.,Plims sum., \n")
+    with pytest.raises(DatasetError, match="line 2: bias_type: must be non-empty text"):
+        probe.check_dataset(empty)
+    lacking = tmp_path / "lacking.csv"
+    lacking.write_text("sent_more,bias_type\nx,age\n")
+    code, out, err = _lm_audit(capsys, "run", "--model", "smollm2-135m", "--probes", "bias.stereotype_pairs",
+                               "--dataset", f"bias.stereotype_pairs={lacking}", "--out", str(tmp_path / "run"))
+    assert code == 2 and "header lacks column(s) 'sent_less'" in err and "loading model" not in err, err
