@@ -24,7 +24,7 @@ PROMPTS = ["The cat", "A doctor watched", "Q: Is ice cold?\nA:", "My neighbour r
            "An engineer measured a wooden table.", "The small boat crossed the north road and",
            "Q: Do fish swim?\nA: Yes,", "Our teacher", "The city council visited the market square", "A",
            "The old bridge", "A student painted", "The museum described the morning train", "Numbers 0123",
-           "The river crossed the blue house. The river", "A farmer built an empty field", "Yes, I am"] * 2
+           "The river crossed the blue house. The river", "A farmer built an empty field", "Yes, I am"] * 4
 
 
 @pytest.fixture(scope="module")
