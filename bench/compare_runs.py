@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Keys whose values are timings, timestamps or where/how the run was invoked.
+# Keys whose values are timings, timestamps or where/how the run was invoked; and pii.canary_extraction's
+# per-run salt, with the salted hash of each secret made from it (a fresh salt each run, by design).
 IGNORED_KEYS = {"duration_s", "model_s", "scoring_s", "started_at", "finished_at", "directory", "command",
-                "tokens_per_second"}
+                "tokens_per_second", "secret_salt", "secret_sha256"}
 # Whole paths that legitimately differ: the run's name (from its directory) and the host.
 IGNORED_PATHS = {"run.id", "host", "config.out"}
 # footprint.compute measures wall-clock throughput: its figures differ on every run.
@@ -65,6 +66,10 @@ def _report(run: Path, ignore_source: bool) -> dict[str, Any]:
     return report
 
 
+def _records(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def differences(old_run: Path, new_run: Path, ignore_source: bool = False) -> tuple[list[str], str]:
     """Every difference between two run directories outside timings, and a summary of what was compared."""
     old, new = _report(old_run, ignore_source), _report(new_run, ignore_source)
@@ -74,8 +79,10 @@ def differences(old_run: Path, new_run: Path, ignore_source: bool = False) -> tu
         if name.removesuffix(".jsonl") in TIMING_PROBES:
             continue
         a, b = old_run / "samples" / name, new_run / "samples" / name
-        if not a.is_file() or not b.is_file() or a.read_bytes() != b.read_bytes():
-            found.append(f"samples/{name} differs")
+        if not a.is_file() or not b.is_file():
+            found.append(f"samples/{name}: only in {'new' if b.is_file() else 'old'}")
+        elif a.read_bytes() != b.read_bytes():  # record by record, leaving out the ignored keys
+            found += diff(_records(a), _records(b), f"samples/{name}")
     n_metrics = sum(len(p.get("metrics", [])) for p in old.get("probes", []))
     return found, f"{len(old.get('probes', []))} probes, {n_metrics} metrics, {len(names)} sample files compared"
 
