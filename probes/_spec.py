@@ -4,8 +4,9 @@ A spec is data, never code: read with ``yaml.safe_load`` (``taxonomy.read_user_y
 ``!!python/object`` tag is a load error), validated by pydantic with unknown keys refused, and it
 names only a *shape* the project already implements: ``generated-rate`` (``ScoredGenerationProbe``:
 generate, score with a scorer role or a block list, count the hits), ``likelihood-pairs``
-(``probes._pairs``: which of two sentences the model finds more likely) and ``multiple-choice`` (MC1
-and MC2 as ``misinformation.truthfulness_mc`` computes them). So a spec probe's statistics (Wilson and
+(``probes._pairs``: which of two sentences the model finds more likely), ``multiple-choice`` (MC1
+and MC2 as ``misinformation.truthfulness_mc`` computes them) and ``multi-turn`` (scripted
+conversations run turn by turn by ``probes._multiturn``, every reply judged as in generated-rate). So a spec probe's statistics (Wilson and
 clustered intervals, scorer correction, statuses) are the built-in probes'.
 
 The built-in probes of these shapes are specs too, packaged beside their items in ``probes/data``
@@ -18,6 +19,7 @@ Errors are ``SpecError`` (a ``DatasetError``, exit 2) worded as the taxonomy's:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -34,6 +36,7 @@ from pydantic import (
 )
 
 from probes import stats
+from probes._corrected import correct, not_corrected
 from probes._datasets import (
     dataset_info,
     dataset_kind,
@@ -42,10 +45,26 @@ from probes._datasets import (
     read_csv_rows,
     read_json_lines,
 )
+from probes._multiturn import (
+    MAX_TURNS,
+    MultiTurnParams,
+    ScriptedConversation,
+    by_conversation,
+    by_turn,
+    first_last,
+    run_conversations,
+    transcript_example,
+    turn_rate,
+)
 from probes._pairs import PairParams, pair_result, score_pairs
 from probes._preference import qa_context
 from probes._registry import _PROBE_ID, register
-from probes._scored import GenParams, ScoredGenerationProbe, TextPrompt
+from probes._scored import (
+    GenParams,
+    ScoredGenerationProbe,
+    TextPrompt,
+    judge_non_answers,
+)
 from probes.base import (
     ItemText,
     MetricSpec,
@@ -58,7 +77,7 @@ from probes.errors import DatasetError
 from probes.misinformation import mc_scores
 from probes.model import GenerationParams, LoglikRequest
 from probes.scoring import Scorer
-from reports import DatasetInfo, Example, ScorerInfo, Threshold
+from reports import Breakdown, DatasetInfo, Example, ScorerInfo, Threshold
 from taxonomy import (
     UserFileError,
     read_user_yaml,
@@ -66,8 +85,10 @@ from taxonomy import (
     validation_problem,
 )
 
-Shape = Literal["generated-rate", "likelihood-pairs", "multiple-choice"]
-SHAPES: tuple[str, ...] = ("generated-rate", "likelihood-pairs", "multiple-choice")
+Shape = Literal["generated-rate", "likelihood-pairs", "multiple-choice", "multi-turn"]
+SHAPES: tuple[str, ...] = ("generated-rate", "likelihood-pairs", "multiple-choice", "multi-turn")
+# The shapes that generate and judge replies (a scorer role or a block list, what counts as a hit)
+_JUDGED = ("generated-rate", "multi-turn")
 # The scorer roles a generated-rate spec may name: the run's scorer roles (audit.scorers.ROLES; a
 # test keeps the two lists equal) and ``pii``, the run's PII detector (any finding is a flag).
 SPEC_ROLES: tuple[str, ...] = ("toxicity", "regard", "refusal", "claims", "identity", "non_answer", "pii")
@@ -79,11 +100,18 @@ METRIC_KINDS: dict[str, dict[str, str]] = {
     "generated-rate": {"rate": "hit_rate", "non_answer_rate": "non_answer_rate", "control_rate": "control_hit_rate"},
     "likelihood-pairs": {"rate": "more_rate", "rate_per_token": "{rate}_per_token", "likelihood_diff": "likelihood_diff"},
     "multiple-choice": {"accuracy": "accuracy", "mc2": "mc2"},
+    # multi-turn: conversations with a hit at any turn, with a hit at every turn, the share of all
+    # replies that are hits (by turn), last-turn minus first-turn rate, non-answers, and on controls
+    # the conversations with a hit at any turn
+    "multi-turn": {"rate": "any_turn_hit_rate", "all_turns_rate": "all_turns_hit_rate", "turn_rate": "turn_hit_rate",
+                   "escalation_gap": "escalation_gap", "non_answer_rate": "non_answer_rate",
+                   "control_rate": "control_any_turn_hit_rate"},
 }
 # Which way each metric points when a bar does not say (None: informational).
 _HIGHER_IS_BETTER: dict[str, bool | None] = {"rate": False, "non_answer_rate": None, "control_rate": False,
                                              "rate_per_token": False, "likelihood_diff": None,
-                                             "accuracy": True, "mc2": True}
+                                             "accuracy": True, "mc2": True, "all_turns_rate": False,
+                                             "turn_rate": False, "escalation_gap": False}
 # The keys each shape writes in every sample: a label, a breakdown name or a tag written into the
 # samples may not take one (it would overwrite the item's id, its output, its outcome).
 _SAMPLE_KEYS: dict[str, frozenset[str]] = {
@@ -91,6 +119,8 @@ _SAMPLE_KEYS: dict[str, frozenset[str]] = {
                                  "cue", "counterpart", "judgement", "non_answer", "non_answer_reason"}),
     "likelihood-pairs": frozenset({"id", "category", "direction", "likelihood_diff"}),
     "multiple-choice": frozenset({"id", "question", "correct", "mass_on_right", "choices"}),
+    "multi-turn": frozenset({"id", "cue", "turns", "any_hit", "all_hits", "escalation", "control_any_hit",
+                             "hits"}),
 }
 _PAIR_PREFIXES = ("logprob_", "tokens_", "prefers_")
 _LABEL = r"^[a-z][a-z0-9_]*$"
@@ -153,6 +183,7 @@ class Columns(_Strict):
     question: str = "question"  # multiple-choice
     choices: str = "choices"  # a list (JSONL, inline) or ';'-separated (CSV)
     answer: str = "answer"  # index of the right choice, from 0 (the best one, when others are right too)
+    turns: str = "turns"  # multi-turn: the scripted user turns, 2 to 10 (a list; in a CSV, a JSON array)
     tags: list[str] = Field(default_factory=list)  # breakdowns, the first one in the samples too
     cue: str = "cue"  # optional: false marks a control item (generated-rate), reported apart
     # Optional columns, read only when named: items sharing a cluster (a template, a post) get intervals
@@ -171,7 +202,8 @@ class Columns(_Strict):
         """Every field name these columns read for ``shape``."""
         per_shape = {"generated-rate": [self.prompt, self.cue, self.cluster, self.counterpart, self.format],
                      "likelihood-pairs": [self.more, self.less, self.direction],
-                     "multiple-choice": [self.question, self.choices, self.answer, self.also_right]}[shape]
+                     "multiple-choice": [self.question, self.choices, self.answer, self.also_right],
+                     "multi-turn": [self.turns, self.cue]}[shape]
         return {c for c in [self.id, *self.tags, *per_shape] if c}
 
 
@@ -276,18 +308,22 @@ class ProbeSpec(_Strict):
 
     @model_validator(mode="after")
     def _fits_shape(self) -> ProbeSpec:
-        generated = self.shape == "generated-rate"
-        if generated and (self.role is None) == (not self.block_list):
-            raise ValueError("a generated-rate spec names a scorer role or a block_list (one of the two)")
-        if not generated and (self.role is not None or self.block_list):
-            raise ValueError(f"role and block_list apply to generated-rate, not {self.shape}")
+        generated, judged = self.shape == "generated-rate", self.shape in _JUDGED
+        if judged and (self.role is None) == (not self.block_list):
+            raise ValueError(f"a {self.shape} spec names a scorer role or a block_list (one of the two)")
+        if not judged and (self.role is not None or self.block_list):
+            raise ValueError(f"role and block_list apply to generated-rate and multi-turn, not {self.shape}")
+        if self.shape == "multi-turn" and (not self.chat or self.generation.stop or self.role == "pii"):
+            raise ValueError("a multi-turn spec holds a conversation: chat: true, no generation.stop, and a scorer "
+                             "role other than pii (or a block_list)")
         if self.block_list and self.hit != "flagged":
             raise ValueError("with a block_list a hit is an output that holds a blocked string (hit: flagged)")
         if self.judge_non_answers and (self.role != "refusal" or self.hit != "not_flagged"):
             raise ValueError("judge_non_answers applies to role: refusal with hit: not_flagged (compliance)")
-        for key, value in (("breakdown", self.breakdown), ("example_detail", self.example_detail or None)):
-            if value is not None and not generated:
-                raise ValueError(f"{key} applies to generated-rate, not {self.shape}")
+        if self.breakdown is not None and not generated:
+            raise ValueError(f"breakdown applies to generated-rate, not {self.shape}")
+        if self.example_detail and not judged:
+            raise ValueError(f"example_detail applies to generated-rate and multi-turn, not {self.shape}")
         if self.labels is not None and self.shape != "likelihood-pairs":
             raise ValueError(f"labels apply to likelihood-pairs, not {self.shape}")
         if self.labels is not None and self.labels.more == self.labels.less:
@@ -313,7 +349,7 @@ class ProbeSpec(_Strict):
                 if name in reserved:
                     raise ValueError(f"{'breakdown' if self.breakdown else 'columns.tags[0]'}: {name!r} is a key "
                                      f"every sample already has ({', '.join(sorted(reserved))}); name the breakdown")
-        if self.shape == "multiple-choice":
+        if self.shape in ("multiple-choice", "multi-turn"):
             for cols in column_sets:
                 clash = [t for t in cols.tags if t in reserved]
                 if clash:
@@ -365,6 +401,7 @@ class SpecItem(BaseModel):
     counterpart: str = ""
     direction: str = ""
     also_right: list[int] = Field(default_factory=list)
+    turns: list[str] = Field(default_factory=list)  # multi-turn
     format: str = ""  # generated-rate: "chat", "text", or "" (the spec's ``chat``)
 
 
@@ -424,8 +461,8 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
             cue = cue_raw.strip().lower() == "true"
         else:
             raise _Bad(cols.cue, "must be true or false")
-        if shape != "generated-rate":
-            raise _Bad(cols.cue, "control items (cue) apply to generated-rate only")
+        if shape not in _JUDGED:
+            raise _Bad(cols.cue, "control items (cue) apply to generated-rate and multi-turn only")
     optional = {"cluster": cols.cluster, "counterpart": cols.counterpart} if shape == "generated-rate" else \
         {"direction": cols.direction} if shape == "likelihood-pairs" else {}
     item = SpecItem(id=ident, tags=tags, cue=cue, **{k: _scalar(record, c) for k, c in optional.items() if c})
@@ -437,6 +474,8 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
         item.format = layout
     elif shape == "likelihood-pairs":
         item.more, item.less = _text(record, cols.more), _text(record, cols.less)
+    elif shape == "multi-turn":
+        item.turns = _turns(record.get(cols.turns), cols.turns, csv)
     else:
         item.question = _text(record, cols.question)
         raw = record.get(cols.choices)
@@ -458,6 +497,21 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
         if cols.also_right:
             item.also_right = _indices(record.get(cols.also_right), cols.also_right, len(choices), index, csv)
     return item
+
+
+def _turns(raw: Any, column: str, csv: bool) -> list[str]:
+    """A conversation's scripted user turns: 2 to MAX_TURNS non-empty texts (a CSV cell holds a JSON array)."""
+    if raw is None:
+        raise _Bad(column, "missing required field")
+    if csv and isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise _Bad(column, "must be a JSON array of user turns, e.g. [\"Hi\", \"And then?\"]") from None
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_TURNS or \
+            any(not isinstance(t, str) or not t.strip() for t in raw):
+        raise _Bad(column, f"must be a list of 2 to {MAX_TURNS} non-empty user turns")
+    return list(raw)
 
 
 def _indices(raw: Any, column: str, n: int, answer: int, csv: bool) -> list[int]:
@@ -499,7 +553,7 @@ def _item_path(spec_path: Path, raw: str) -> Path:
 def _required(shape: str, cols: Columns) -> list[str]:
     """The columns every record of ``shape`` needs (a CSV header must hold them)."""
     return {"generated-rate": [cols.prompt], "likelihood-pairs": [cols.more, cols.less],
-            "multiple-choice": [cols.question, cols.choices, cols.answer]}[shape]
+            "multiple-choice": [cols.question, cols.choices, cols.answer], "multi-turn": [cols.turns]}[shape]
 
 
 def read_item_file(file: Path, shape: str, cols: Columns, csv: bool | None = None,
@@ -766,6 +820,98 @@ class ChoiceSpecProbe(_SpecMixin, Probe[ProbeParams]):
                            notes=[f"prompt layout: {'chat template, question as user turn' if use_chat else 'Q: question / A: answer'}"])
 
 
+class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
+    """A multi-turn spec: each conversation's scripted user turns sent one by one, the model's own
+    replies fed back (``probes._multiturn``, as toxicity.escalation and malicious_use.decomposition
+    run theirs); every reply judged alone by the spec's role (or block list). Reports the share of
+    conversations with a hit at any turn (gated) and at every turn, the share of replies that are hits
+    by turn (corrected for the scorer's error, intervals over whole conversations), the rise from the
+    first turn to the last, non-answers (``judge_non_answers``), and on controls (``cue: false``) the
+    share of conversations with a hit at any turn."""
+
+    kind = "generation"
+
+    def _conversations(self, ctx: ProbeContext) -> tuple[list[SpecItem], DatasetInfo]:
+        found, info = self.spec_items_for(ctx)
+        items: list[SpecItem] = ctx.take(found)
+        return items, info.model_copy(update={"n_items": len(found)})
+
+    def item_texts(self, ctx: ProbeContext[MultiTurnParams]) -> list[ItemText]:
+        """Each conversation's scripted user turns, one per line."""
+        return [(i.id, "\n".join(i.turns)) for i in self._conversations(ctx)[0]]
+
+    def run(self, ctx: ProbeContext[MultiTurnParams]) -> ProbeResult:
+        spec = self.probe_spec
+        items, info = self._conversations(ctx)
+        names = spec.names()
+        scorer: Scorer = BlockListScorer(spec.block_list) if spec.block_list else ctx.scorer(spec.role or "")
+        scripts = [ScriptedConversation(id=i.id, cue=i.cue is not False, turns=i.turns) for i in items]
+        transcripts, notes = run_conversations(ctx, scripts, ctx.params)
+        users = [t.user for tr in transcripts for t in tr.turns]
+        replies = [t.reply for tr in transcripts for t in tr.turns]
+        flagged = scorer.flags(scorer.score(replies))
+        hit = [f == (spec.hit == "flagged") for f in flagged]
+        reasons: list[str | None] = [None] * len(replies)
+        if spec.judge_non_answers:
+            reasons = judge_non_answers(ctx, users, replies, flagged)
+            hit = [h and why is None for h, why in zip(hit, reasons)]
+        hits = by_conversation(hit, transcripts)
+        empty = by_conversation([why is not None for why in reasons], transcripts)
+        why_not = by_conversation(reasons, transcripts)
+        main = [k for k, s in enumerate(scripts) if s.cue]
+        ctrl = [k for k, s in enumerate(scripts) if not s.cue]
+        tag = self.read_columns(ctx.dataset is not None).tags[:1]
+
+        def tagged(ks: list[int], values: list[bool]) -> list[Breakdown]:
+            return [stats.grouped(tag[0], zip([items[k].tags.get(tag[0], "") for k in ks], values), "rate")] \
+                if tag else []
+
+        per_conversation = "a per-conversation rate over its turns, not a plain rate of the scorer's flags"
+        any_hit, all_hit = [any(hits[k]) for k in main], [all(hits[k]) for k in main]
+        metrics = [not_corrected(self.metric(names["rate"], stats.rate(any_hit), tagged(main, any_hit)),
+                                 per_conversation),
+                   not_corrected(self.metric(names["all_turns_rate"], stats.rate(all_hit), tagged(main, all_hit)),
+                                 per_conversation)]
+        turns_metric = self.metric(names["turn_rate"], turn_rate([hits[k] for k in main], ctx.seed),
+                                   [by_turn("turn", [hits[k] for k in main])])
+        correct(turns_metric, [h for k in main for h in hits[k]], scorer.info(), seed=ctx.seed,
+                negated=spec.hit != "flagged", clusters=[items[k].id for k in main for _ in hits[k]])
+        metrics += [turns_metric, self.metric(names["escalation_gap"], first_last([hits[k] for k in main]))]
+        if spec.judge_non_answers:
+            turns_metric.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before "
+                                             "the correction, which treats the rest as the refusal scorer's misses "
+                                             "and false alarms")
+            metrics.append(self.metric(names["non_answer_rate"], turn_rate([empty[k] for k in main], ctx.seed),
+                                       [by_turn("turn", [empty[k] for k in main])]))
+        if "control_rate" in names and any(m.name == names["control_rate"] for m in self.metric_specs):
+            any_ctrl = [any(hits[k]) for k in ctrl]
+            metrics.append(not_corrected(self.metric(names["control_rate"], stats.rate(any_ctrl),
+                                                     [by_turn("hit at turn", [hits[k] for k in ctrl])]),
+                                         per_conversation))
+        samples = []
+        for k, (item, tr) in enumerate(zip(items, transcripts)):
+            h, cue = hits[k], scripts[k].cue
+            samples.append({"id": item.id, **{t: item.tags.get(t, "") for t in tag}, "cue": cue,
+                            "turns": [{"turn": t + 1, "prompt": turn.user, "output": turn.reply, "flagged": flagged_t,
+                                       "hit": h[t], "non_answer_reason": why_not[k][t], "dropped_turns": turn.dropped,
+                                       "finish_reason": turn.finish_reason}
+                                      for t, (turn, flagged_t) in enumerate(zip(tr.turns, by_conversation(
+                                          flagged, transcripts)[k]))],
+                            "hits": sum(h), "any_hit": any(h) if cue else None, "all_hits": all(h) if cue else None,
+                            "escalation": float(h[-1]) - float(h[0]) if cue else None,
+                            "control_any_hit": None if cue else any(h)})
+        worst = []
+        for k in sorted((k for k in main if any(hits[k])), key=lambda k: -sum(hits[k]) / len(hits[k]))[:5]:
+            first = hits[k].index(True)
+            worst.append(transcript_example(items[k].id, transcripts[k], first,
+                                            detail=f"{spec.example_detail or names['rate']}: a hit at turn {first + 1} "
+                                                   f"of {len(hits[k])}, {sum(hits[k])} in all"))
+        used = [scorer.info()] + ([ctx.scorer("non_answer").info()] if spec.judge_non_answers else [])
+        notes.append("each reply is judged alone (not the user turns, not the conversation)")
+        return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=used, notes=notes,
+                           dataset=info)
+
+
 def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
     """The metrics a spec's probe declares, in the order its report lists them, each with the spec's
     bar (name, description, direction, ideal, warn/fail) where it gives one."""
@@ -773,16 +919,17 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
 
     def declared(kind: str, description: str, outcome: str, ideal: float | None = None, unit: str = "rate",
                  direction: tuple[bool | None] | None = None) -> MetricSpec:
+        outcome_or_none = outcome or None  # "": not a mean over items (a rate over replies)
         bar = bars.get(kind)
         higher = _HIGHER_IS_BETTER[kind] if direction is None else direction[0]
         if bar is None:
             return MetricSpec(name=names[kind], description=description, ideal=ideal, higher_is_better=higher,
-                              unit=unit, outcome=outcome)
+                              unit=unit, outcome=outcome_or_none)
         threshold = Threshold(warn=bar.warn, fail=bar.fail) if bar.warn is not None or bar.fail is not None else None
         return MetricSpec(name=bar.name, description=bar.description or description,
                           ideal=bar.ideal if bar.ideal is not None else ideal, unit=unit,
                           higher_is_better=bar.higher_is_better if "higher_is_better" in bar.model_fields_set
-                          else higher, threshold=threshold, outcome=outcome)
+                          else higher, threshold=threshold, outcome=outcome_or_none)
 
     if spec.shape == "generated-rate":
         what = "outputs holding a blocked string" if spec.block_list else \
@@ -796,6 +943,25 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
         if controls:
             out.append(declared("control_rate", f"share of {what}, on the control items (cue: false)",
                                 "control_counted"))
+        return tuple(out)
+    if spec.shape == "multi-turn":
+        what = "holding a blocked string" if spec.block_list else \
+            f"the {spec.role} scorer {'flags' if spec.hit == 'flagged' else 'does not flag'}"
+        if spec.judge_non_answers:
+            what += " (non-answers left out)"
+        out = [declared("rate", f"share of conversations with at least one reply {what}", "any_hit"),
+               declared("all_turns_rate", f"share of conversations in which every reply is one {what}", "all_hits"),
+               declared("turn_rate", f"share of all replies {what}, by turn (interval resamples whole conversations)",
+                        ""),
+               declared("escalation_gap", "hit rate at each conversation's last turn minus at its first, paired by "
+                                          "conversation: above 0, hits grow as the conversation goes on", "escalation",
+                        ideal=0.0)]
+        if spec.judge_non_answers:
+            out.append(declared("non_answer_rate", "share of replies that neither decline nor attempt (empty, echo, "
+                                                   "question back, repetitive, off-topic)", ""))
+        if controls:
+            out.append(declared("control_rate", f"share of control conversations (cue: false) with at least one "
+                                                f"reply {what}", "control_any_hit"))
         return tuple(out)
     if spec.shape == "likelihood-pairs":
         labels = spec.labels or PairLabels()
@@ -848,6 +1014,15 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_fi
         attrs["example_detail"] = spec.example_detail
         attrs["data_file"] = ""
         base: type[Probe] = GeneratedRateSpecProbe
+    elif spec.shape == "multi-turn":
+        g = spec.generation
+        attrs["Params"] = create_model(
+            "SpecMultiTurnParams", __base__=MultiTurnParams,
+            max_new_tokens=(int, Field(default=g.max_new_tokens, ge=1, le=1024, description="new tokens per reply")),
+            temperature=(float, Field(default=g.temperature, ge=0.0, description="0: greedy; above 0 sampled, seeded")),
+            top_p=(float, Field(default=g.top_p, gt=0.0, le=1.0, description="nucleus sampling when temperature > 0")))
+        attrs["scorer_roles"] = ((spec.role,) if spec.role else ()) + (("non_answer",) if spec.judge_non_answers else ())
+        base = MultiTurnSpecProbe
     elif spec.shape == "likelihood-pairs":
         base = PairsSpecProbe
     else:

@@ -76,7 +76,7 @@ def probes_cmd(ctx: click.Context, fmt: str, probe_files: tuple[Path, ...], prob
 
 @probes_cmd.command(name="new")
 @click.argument("name")
-@click.option("--shape", type=click.Choice(["generated-rate", "likelihood-pairs", "multiple-choice"]),
+@click.option("--shape", type=click.Choice(["generated-rate", "likelihood-pairs", "multiple-choice", "multi-turn"]),
               default="generated-rate", show_default=True, help="What the probe measures and how it scores.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="Directory for the spec and its items.")
