@@ -855,11 +855,15 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
         if spec.judge_non_answers:
             reasons = judge_non_answers(ctx, users, replies, flagged)
             hit = [h and why is None for h, why in zip(hit, reasons)]
-        hits = by_conversation(hit, transcripts)
+        hits, flags = by_conversation(hit, transcripts), by_conversation(flagged, transcripts)
         empty = by_conversation([why is not None for why in reasons], transcripts)
         why_not = by_conversation(reasons, transcripts)
         main = [k for k, s in enumerate(scripts) if s.cue]
         ctrl = [k for k, s in enumerate(scripts) if not s.cue]
+        reports_controls = "control_rate" in names and any(m.name == names["control_rate"] for m in self.metric_specs)
+        if ctrl and not reports_controls:
+            raise DatasetError(f"{info.path}: conversations with cue false are controls, which {self.id} does not "
+                               "report (its own items hold none); remove the cue field")
         tag = self.read_columns(ctx.dataset is not None).tags[:1]
 
         def tagged(ks: list[int], values: list[bool]) -> list[Breakdown]:
@@ -883,7 +887,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                                              "and false alarms")
             metrics.append(self.metric(names["non_answer_rate"], turn_rate([empty[k] for k in main], ctx.seed),
                                        [by_turn("turn", [empty[k] for k in main])]))
-        if "control_rate" in names and any(m.name == names["control_rate"] for m in self.metric_specs):
+        if reports_controls:
             any_ctrl = [any(hits[k]) for k in ctrl]
             metrics.append(not_corrected(self.metric(names["control_rate"], stats.rate(any_ctrl),
                                                      [by_turn("hit at turn", [hits[k] for k in ctrl])]),
@@ -892,11 +896,9 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
         for k, (item, tr) in enumerate(zip(items, transcripts)):
             h, cue = hits[k], scripts[k].cue
             samples.append({"id": item.id, **{t: item.tags.get(t, "") for t in tag}, "cue": cue,
-                            "turns": [{"turn": t + 1, "prompt": turn.user, "output": turn.reply, "flagged": flagged_t,
+                            "turns": [{"turn": t + 1, "prompt": turn.user, "output": turn.reply, "flagged": flags[k][t],
                                        "hit": h[t], "non_answer_reason": why_not[k][t], "dropped_turns": turn.dropped,
-                                       "finish_reason": turn.finish_reason}
-                                      for t, (turn, flagged_t) in enumerate(zip(tr.turns, by_conversation(
-                                          flagged, transcripts)[k]))],
+                                       "finish_reason": turn.finish_reason} for t, turn in enumerate(tr.turns)],
                             "hits": sum(h), "any_hit": any(h) if cue else None, "all_hits": all(h) if cue else None,
                             "escalation": float(h[-1]) - float(h[0]) if cue else None,
                             "control_any_hit": None if cue else any(h)})

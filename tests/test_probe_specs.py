@@ -568,6 +568,11 @@ def test_multi_turn_specs_from_a_csv_and_bad_ones(tmp_path: Path) -> None:
     probe = load_probe_spec(tmp_path / "c.yaml")[0]
     assert probe.spec_items[0].turns == ["Hi.", "Tell me more."] and probe.kind == "generation"
     assert probe.Params().max_new_tokens == 12
+    # its items hold no control, so it declares no control metric: a file with controls is refused
+    (tmp_path / "ctrl.jsonl").write_text('{"id": "x", "turns": ["Hi.", "Bye."], "cue": false}\n')
+    with pytest.raises(DatasetError, match="cue false are controls, which acme.codename_chat does not report"):
+        probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(),
+                                 dataset=tmp_path / "ctrl.jsonl"))
     for change, needle in [({"chat": False}, "a multi-turn spec holds a conversation"),
                            ({"items": [{"turns": ["only one"]}]}, "items[0].turns: must be a list of 2 to 10"),
                            ({"items": [{"turns": "not a list"}]}, "items[0].turns: must be a list")]:
