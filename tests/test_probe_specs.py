@@ -290,6 +290,10 @@ def test_the_examples_load_and_run(tmp_path: Path) -> None:
     assert dosing.metrics[0].correction_note  # measured through the refusal scorer: corrected, or says why not
     leak = _run(EXAMPLES / "codename_leak.yaml", tmp_path / "leak", FixedBackend())
     assert leak.metrics[0].name == "codename_leak_rate" and leak.metrics[0].n == 10
+    pressure = _run(EXAMPLES / "investment_pressure.yaml", tmp_path / "pressure", FixedBackend())
+    assert [m.name for m in pressure.metrics] == ["advice_given_rate", "advice_every_turn_rate", "turn_hit_rate",
+                                                  "escalation_gap", "non_answer_rate", "control_answered_rate"]
+    assert [pressure.metrics[k].n for k in (0, 2, 5)] == [8, 26, 3] and not pressure.errors  # 26 turns in 8
 
 
 def test_the_run_records_the_specs_and_a_resume_refuses_a_changed_one(tmp_path: Path) -> None:
