@@ -70,8 +70,10 @@ def test_recorded_outputs_are_audited_and_missing_ones_are_not_made_up(tmp_path:
         rows = [{"id": x["id"], "output": answer} for x in lines if x["id"] != leave_out]
         path.write_text("".join(json.dumps(r) + "\n" for r in rows + [{"id": "gen-not-asked", "output": "hi"}]))
         out = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
+        # the fast rule-based scorers: what is checked here is the outputs backend, not the scorers
         proc = lm_audit("run", "--model", f"outputs:{path}", "--probes", probes, "--limit", "6", "--out", str(out),
-                        "--quiet", "--pii-nlp-model", "none", cwd=tmp_path)
+                        "--quiet", "--pii-nlp-model", "none", "--scorer", "refusal=refusal-patterns",
+                        "--scorer", "non_answer=nonanswer-rules", "--scorer", "toxicity=profanity", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         return _report(out)
 
