@@ -120,7 +120,7 @@ _SAMPLE_KEYS: dict[str, frozenset[str]] = {
     "likelihood-pairs": frozenset({"id", "category", "direction", "likelihood_diff"}),
     "multiple-choice": frozenset({"id", "question", "correct", "mass_on_right", "choices"}),
     "multi-turn": frozenset({"id", "cue", "turns", "any_hit", "all_hits", "escalation", "control_any_hit",
-                             "hits"}),
+                             "hits", "judged_from"}),
 }
 _PAIR_PREFIXES = ("logprob_", "tokens_", "prefers_")
 _LABEL = r"^[a-z][a-z0-9_]*$"
@@ -184,6 +184,9 @@ class Columns(_Strict):
     choices: str = "choices"  # a list (JSONL, inline) or ';'-separated (CSV)
     answer: str = "answer"  # index of the right choice, from 0 (the best one, when others are right too)
     turns: str = "turns"  # multi-turn: the scripted user turns, 2 to 10 (a list; in a CSV, a JSON array)
+    # multi-turn, optional: the turn (from 1) whose reply is the first one judged; earlier turns build the
+    # conversation up (a fair opening, rapport) and their replies are context, not counted
+    judged_from: str | None = None
     tags: list[str] = Field(default_factory=list)  # breakdowns, the first one in the samples too
     cue: str = "cue"  # optional: false marks a control item (generated-rate), reported apart
     # Optional columns, read only when named: items sharing a cluster (a template, a post) get intervals
@@ -203,7 +206,7 @@ class Columns(_Strict):
         per_shape = {"generated-rate": [self.prompt, self.cue, self.cluster, self.counterpart, self.format],
                      "likelihood-pairs": [self.more, self.less, self.direction],
                      "multiple-choice": [self.question, self.choices, self.answer, self.also_right],
-                     "multi-turn": [self.turns, self.cue]}[shape]
+                     "multi-turn": [self.turns, self.cue, self.judged_from]}[shape]
         return {c for c in [self.id, *self.tags, *per_shape] if c}
 
 
@@ -402,6 +405,7 @@ class SpecItem(BaseModel):
     direction: str = ""
     also_right: list[int] = Field(default_factory=list)
     turns: list[str] = Field(default_factory=list)  # multi-turn
+    judged_from: int = 1  # multi-turn: the first turn whose reply is judged
     format: str = ""  # generated-rate: "chat", "text", or "" (the spec's ``chat``)
 
 
@@ -476,6 +480,11 @@ def _read_item(record: dict[str, Any], shape: str, cols: Columns, default_id: st
         item.more, item.less = _text(record, cols.more), _text(record, cols.less)
     elif shape == "multi-turn":
         item.turns = _turns(record.get(cols.turns), cols.turns, csv)
+        if cols.judged_from and _scalar(record, cols.judged_from):
+            raw_from = _scalar(record, cols.judged_from)
+            if not raw_from.isdigit() or not 1 <= int(raw_from) <= len(item.turns):
+                raise _Bad(cols.judged_from, f"must be a turn number from 1 to {len(item.turns)} (got {raw_from[:20]!r})")
+            item.judged_from = int(raw_from)
     else:
         item.question = _text(record, cols.question)
         raw = record.get(cols.choices)
@@ -855,9 +864,12 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
         if spec.judge_non_answers:
             reasons = judge_non_answers(ctx, users, replies, flagged)
             hit = [h and why is None for h, why in zip(hit, reasons)]
-        hits, flags = by_conversation(hit, transcripts), by_conversation(flagged, transcripts)
-        empty = by_conversation([why is not None for why in reasons], transcripts)
-        why_not = by_conversation(reasons, transcripts)
+        flags, why_not = by_conversation(flagged, transcripts), by_conversation(reasons, transcripts)
+        # what counts: the replies from each conversation's judged_from turn on (earlier ones are context)
+        start = [i.judged_from - 1 for i in items]
+        hits = [h[s:] for h, s in zip(by_conversation(hit, transcripts), start)]
+        empty = [e[s:] for e, s in zip(by_conversation([why is not None for why in reasons], transcripts), start)]
+        turn_label = "turn" if not any(start) else "judged turn (1 = each conversation's judged_from)"
         main = [k for k, s in enumerate(scripts) if s.cue]
         ctrl = [k for k, s in enumerate(scripts) if not s.cue]
         reports_controls = "control_rate" in names and any(m.name == names["control_rate"] for m in self.metric_specs)
@@ -877,7 +889,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                    not_corrected(self.metric(names["all_turns_rate"], stats.rate(all_hit), tagged(main, all_hit)),
                                  per_conversation)]
         turns_metric = self.metric(names["turn_rate"], turn_rate([hits[k] for k in main], ctx.seed),
-                                   [by_turn("turn", [hits[k] for k in main])])
+                                   [by_turn(turn_label, [hits[k] for k in main])])
         correct(turns_metric, [h for k in main for h in hits[k]], scorer.info(), seed=ctx.seed,
                 negated=spec.hit != "flagged", clusters=[items[k].id for k in main for _ in hits[k]])
         metrics += [turns_metric, self.metric(names["escalation_gap"], first_last([hits[k] for k in main]))]
@@ -886,28 +898,30 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                                              "the correction, which treats the rest as the refusal scorer's misses "
                                              "and false alarms")
             metrics.append(self.metric(names["non_answer_rate"], turn_rate([empty[k] for k in main], ctx.seed),
-                                       [by_turn("turn", [empty[k] for k in main])]))
+                                       [by_turn(turn_label, [empty[k] for k in main])]))
         if reports_controls:
             any_ctrl = [any(hits[k]) for k in ctrl]
             metrics.append(not_corrected(self.metric(names["control_rate"], stats.rate(any_ctrl),
-                                                     [by_turn("hit at turn", [hits[k] for k in ctrl])]),
+                                                     [by_turn(f"hit at {turn_label}", [hits[k] for k in ctrl])]),
                                          per_conversation))
         samples = []
         for k, (item, tr) in enumerate(zip(items, transcripts)):
-            h, cue = hits[k], scripts[k].cue
+            h, cue, s = hits[k], scripts[k].cue, start[k]
             samples.append({"id": item.id, **{t: item.tags.get(t, "") for t in tag}, "cue": cue,
+                            "judged_from": s + 1,
                             "turns": [{"turn": t + 1, "prompt": turn.user, "output": turn.reply, "flagged": flags[k][t],
-                                       "hit": h[t], "non_answer_reason": why_not[k][t], "dropped_turns": turn.dropped,
-                                       "finish_reason": turn.finish_reason} for t, turn in enumerate(tr.turns)],
+                                       "hit": h[t - s] if t >= s else None, "non_answer_reason": why_not[k][t],
+                                       "dropped_turns": turn.dropped, "finish_reason": turn.finish_reason}
+                                      for t, turn in enumerate(tr.turns)],
                             "hits": sum(h), "any_hit": any(h) if cue else None, "all_hits": all(h) if cue else None,
                             "escalation": float(h[-1]) - float(h[0]) if cue else None,
                             "control_any_hit": None if cue else any(h)})
         worst = []
         for k in sorted((k for k in main if any(hits[k])), key=lambda k: -sum(hits[k]) / len(hits[k]))[:5]:
-            first = hits[k].index(True)
+            first = start[k] + hits[k].index(True)
             worst.append(transcript_example(items[k].id, transcripts[k], first,
                                             detail=f"{spec.example_detail or names['rate']}: a hit at turn {first + 1} "
-                                                   f"of {len(hits[k])}, {sum(hits[k])} in all"))
+                                                   f"of {len(transcripts[k].turns)}, {sum(hits[k])} in all"))
         used = [scorer.info()] + ([ctx.scorer("non_answer").info()] if spec.judge_non_answers else [])
         notes.append("each reply is judged alone (not the user turns, not the conversation)")
         return ProbeResult(metrics=metrics, samples=samples, worst_examples=worst, scorers=used, notes=notes,

@@ -293,7 +293,7 @@ def test_the_examples_load_and_run(tmp_path: Path) -> None:
     pressure = _run(EXAMPLES / "investment_pressure.yaml", tmp_path / "pressure", FixedBackend())
     assert [m.name for m in pressure.metrics] == ["advice_given_rate", "advice_every_turn_rate", "turn_hit_rate",
                                                   "escalation_gap", "non_answer_rate", "control_answered_rate"]
-    assert [pressure.metrics[k].n for k in (0, 2, 5)] == [8, 26, 3] and not pressure.errors  # 26 turns in 8
+    assert [pressure.metrics[k].n for k in (0, 2, 5)] == [8, 24, 3] and not pressure.errors  # 3 turns each
 
 
 def test_the_run_records_the_specs_and_a_resume_refuses_a_changed_one(tmp_path: Path) -> None:
@@ -583,3 +583,28 @@ def test_multi_turn_specs_from_a_csv_and_bad_ones(tmp_path: Path) -> None:
         (tmp_path / "bad.yaml").write_text(json.dumps(body | {"items": {"path": "c.csv"}} | change))
         with pytest.raises(SpecError, match=bad_match(needle)):
             load_probe_spec(tmp_path / "bad.yaml")
+
+
+def test_a_multi_turn_spec_judges_replies_from_each_conversations_judged_from_turn(tmp_path: Path) -> None:
+    """Turns before judged_from build the conversation up: their replies are context, not counted."""
+    from tests.test_backend_contract import REPLY
+
+    word = REPLY.split()[0]
+    spec = tmp_path / "build_up.yaml"
+    spec.write_text(json.dumps({
+        "id": "acme.build_up", "version": "1", "description": "d", "risks": ["IV.2"], "shape": "multi-turn",
+        "block_list": [word], "columns": {"judged_from": "from"},
+        "items": [{"id": "late", "turns": ["Hi.", "Nice day.", "Now the real request."], "from": 3},
+                  {"id": "all", "turns": ["Request one.", "Request two.", "Request three."]}]}))
+    probe = load_probe_spec(spec)[0]
+    result = probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params()))
+    m = {x.name: x for x in result.metrics}
+    assert m["turn_hit_rate"].n == 4 and m["any_turn_hit_rate"].n == 2  # 1 judged reply + 3
+    assert m["turn_hit_rate"].breakdowns[0].by.startswith("judged turn")
+    late = next(s for s in result.samples if s["id"] == "late")
+    assert [t["hit"] for t in late["turns"]] == [None, None, True] and late["judged_from"] == 3
+    bad = json.loads(spec.read_text())
+    bad["items"][0]["from"] = 4
+    spec.write_text(json.dumps(bad))
+    with pytest.raises(SpecError, match=re.escape("items[0].from: must be a turn number from 1 to 3")):
+        load_probe_spec(spec)
