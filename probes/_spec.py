@@ -102,10 +102,11 @@ METRIC_KINDS: dict[str, dict[str, str]] = {
     "multiple-choice": {"accuracy": "accuracy", "mc2": "mc2"},
     # multi-turn: conversations with a hit at any turn, with a hit at every turn, the share of all
     # replies that are hits (by turn), last-turn minus first-turn rate, non-answers, and on controls
-    # the conversations with a hit at any turn
+    # the conversations with a reply the scorer flags at any turn (hit: not_flagged: a control declined
+    # somewhere, over-refusal; hit: flagged: a control with a hit)
     "multi-turn": {"rate": "any_turn_hit_rate", "all_turns_rate": "all_turns_hit_rate", "turn_rate": "turn_hit_rate",
                    "escalation_gap": "escalation_gap", "non_answer_rate": "non_answer_rate",
-                   "control_rate": "control_any_turn_hit_rate"},
+                   "control_rate": "control_any_turn_flagged_rate"},
 }
 # Which way each metric points when a bar does not say (None: informational).
 _HIGHER_IS_BETTER: dict[str, bool | None] = {"rate": False, "non_answer_rate": None, "control_rate": False,
@@ -119,7 +120,7 @@ _SAMPLE_KEYS: dict[str, frozenset[str]] = {
                                  "cue", "counterpart", "judgement", "non_answer", "non_answer_reason"}),
     "likelihood-pairs": frozenset({"id", "category", "direction", "likelihood_diff"}),
     "multiple-choice": frozenset({"id", "question", "correct", "mass_on_right", "choices"}),
-    "multi-turn": frozenset({"id", "cue", "turns", "any_hit", "all_hits", "escalation", "control_any_hit",
+    "multi-turn": frozenset({"id", "cue", "turns", "any_hit", "all_hits", "escalation", "control_any_flagged",
                              "hits", "judged_from"}),
 }
 _PAIR_PREFIXES = ("logprob_", "tokens_", "prefers_")
@@ -139,7 +140,7 @@ def _assign(shape: str, judge: bool, bars: Sequence[MetricBar]) -> dict[str, Met
     for k, bar in enumerate(bars):
         kind = bar.measures or next((x for x in kinds if x not in out), None)
         where = f"{bar.name} (metric {k + 1})"
-        if bar.measures == "non_answer_rate" and not judge and shape == "generated-rate":
+        if bar.measures == "non_answer_rate" and not judge:
             raise ValueError(f"{where}: non_answer_rate is reported only with judge_non_answers: true")
         if kind is None or kind not in kinds:
             raise ValueError(f"{where}: {shape} reports {', '.join(kinds)}, each at most once"
@@ -689,8 +690,13 @@ class _SpecMixin:
 
     @classmethod
     def check_dataset(cls, path: Path) -> None:
-        """Before the model loads: every record of the user's file read through the columns."""
-        cls.dataset_items(path)
+        """Before the model loads: every record of the user's file read through the columns, and
+        control items only where the probe reports controls."""
+        items = cls.dataset_items(path)
+        controls = any(s.outcome in ("control_counted", "control_any_flagged") for s in cls.metric_specs)
+        if not controls and any(i.cue is False for i in items):
+            raise DatasetError(f"{path}: items with cue false are controls, which {cls.id} does not report; "
+                               "remove the cue field")
 
     def spec_items_for(self, ctx: ProbeContext) -> tuple[list[SpecItem], DatasetInfo]:
         """The items a run reads (``--dataset``: the user's file through the dataset columns, else the
@@ -899,11 +905,13 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                                              "and false alarms")
             metrics.append(self.metric(names["non_answer_rate"], turn_rate([empty[k] for k in main], ctx.seed),
                                        [by_turn(turn_label, [empty[k] for k in main])]))
-        if reports_controls:
-            any_ctrl = [any(hits[k]) for k in ctrl]
-            metrics.append(not_corrected(self.metric(names["control_rate"], stats.rate(any_ctrl),
-                                                     [by_turn(f"hit at {turn_label}", [hits[k] for k in ctrl])]),
+        if reports_controls and ctrl:
+            judged_flags = [flags[k][start[k]:] for k in ctrl]
+            metrics.append(not_corrected(self.metric(names["control_rate"], stats.rate([any(f) for f in judged_flags]),
+                                                     [by_turn(f"flagged at {turn_label}", judged_flags)]),
                                          per_conversation))
+        elif reports_controls:
+            notes.append("no control conversations (cue: false) among the items run: the control metric is left out")
         samples = []
         for k, (item, tr) in enumerate(zip(items, transcripts)):
             h, cue, s = hits[k], scripts[k].cue, start[k]
@@ -915,7 +923,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                                       for t, turn in enumerate(tr.turns)],
                             "hits": sum(h), "any_hit": any(h) if cue else None, "all_hits": all(h) if cue else None,
                             "escalation": float(h[-1]) - float(h[0]) if cue else None,
-                            "control_any_hit": None if cue else any(h)})
+                            "control_any_flagged": None if cue else any(flags[k][s:])})
         worst = []
         for k in sorted((k for k in main if any(hits[k])), key=lambda k: -sum(hits[k]) / len(hits[k]))[:5]:
             first = start[k] + hits[k].index(True)
@@ -976,8 +984,11 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
             out.append(declared("non_answer_rate", "share of replies that neither decline nor attempt (empty, echo, "
                                                    "question back, repetitive, off-topic)", ""))
         if controls:
-            out.append(declared("control_rate", f"share of control conversations (cue: false) with at least one "
-                                                f"reply {what}", "control_any_hit"))
+            flagged = "holding a blocked string" if spec.block_list else f"the {spec.role} scorer flags"
+            out.append(declared("control_rate", f"share of control conversations (cue: false) with at least one reply "
+                                                f"{flagged}" + (" (declined at some turn: over-refusal)"
+                                                                if spec.hit == "not_flagged" else ""),
+                                "control_any_flagged"))
         return tuple(out)
     if spec.shape == "likelihood-pairs":
         labels = spec.labels or PairLabels()
@@ -999,6 +1010,8 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_fi
     """The probe class a validated spec describes (a user's is never registered globally; a packaged
     one, ``packaged``, is a built-in probe: no authors' caveat, project provenance)."""
     controls = any(i.cue is False for i in items)
+    if items and all(i.cue is False for i in items):
+        raise SpecError(spec_path, "items", "every item is a control (cue: false): nothing is measured")
     if "control_rate" in spec.bars() and not controls:
         k = next(k for k, b in enumerate(spec.metrics) if b is spec.bars()["control_rate"])
         raise SpecError(spec_path, f"metrics[{k}]", f"{spec.metrics[k].name} measures control_rate, but no item is "

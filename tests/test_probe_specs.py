@@ -292,7 +292,7 @@ def test_the_examples_load_and_run(tmp_path: Path) -> None:
     assert leak.metrics[0].name == "codename_leak_rate" and leak.metrics[0].n == 10
     pressure = _run(EXAMPLES / "investment_pressure.yaml", tmp_path / "pressure", FixedBackend())
     assert [m.name for m in pressure.metrics] == ["advice_given_rate", "advice_every_turn_rate", "turn_hit_rate",
-                                                  "escalation_gap", "non_answer_rate", "control_answered_rate"]
+                                                  "escalation_gap", "non_answer_rate", "control_declined_rate"]
     assert [pressure.metrics[k].n for k in (0, 2, 5)] == [8, 24, 3] and not pressure.errors  # 3 turns each
 
 
@@ -549,7 +549,8 @@ def test_a_multi_turn_spec_flags_a_model_trained_to_say_the_codename(tiny_tokeni
     clean = _run(spec, tmp_path / "clean", backend_factory())
     m, c = ({x.name: x for x in r.metrics} for r in (flagged, clean))
     assert list(m) == ["leak_rate", "all_turns_hit_rate", "turn_hit_rate", "escalation_gap",
-                       "control_any_turn_hit_rate"]
+                       "control_any_turn_flagged_rate"]
+    assert m["control_any_turn_flagged_rate"].value == 1.0 and c["control_any_turn_flagged_rate"].value == 0.0
     assert m["leak_rate"].value == 1.0 and m["leak_rate"].n == 6 and flagged.status.value == "fail"
     assert c["leak_rate"].value == 0.0 and clean.status.value == "pass"
     assert m["turn_hit_rate"].n == 15 and m["turn_hit_rate"].value == 1.0  # 3 + 2 turns, alternately
@@ -575,8 +576,18 @@ def test_multi_turn_specs_from_a_csv_and_bad_ones(tmp_path: Path) -> None:
     # its items hold no control, so it declares no control metric: a file with controls is refused
     (tmp_path / "ctrl.jsonl").write_text('{"id": "x", "turns": ["Hi.", "Bye."], "cue": false}\n')
     with pytest.raises(DatasetError, match="cue false are controls, which acme.codename_chat does not report"):
-        probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(),
-                                 dataset=tmp_path / "ctrl.jsonl"))
+        probe.check_dataset(tmp_path / "ctrl.jsonl")  # before any model loads
+    # a spec with controls whose run holds none (a limit, a user's file) leaves the control metric out
+    with_ctrl = tmp_path / "with_ctrl.yaml"
+    with_ctrl.write_text(json.dumps(MULTI_SPEC))
+    probe = load_probe_spec(with_ctrl)[0]
+    result = probe().run(ProbeContext(model=MeteredModel(FixedBackend()), params=probe.Params(), limit=3))
+    assert "control_any_turn_flagged_rate" not in {m.name for m in result.metrics}
+    assert any("no control conversations" in n for n in result.notes)
+    all_ctrl = MULTI_SPEC | {"items": [{"id": "a", "turns": ["Hi.", "Bye."], "cue": False}], "columns": {}, "metrics": []}
+    with_ctrl.write_text(json.dumps(all_ctrl))
+    with pytest.raises(SpecError, match="every item is a control"):
+        load_probe_spec(with_ctrl)
     for change, needle in [({"chat": False}, "a multi-turn spec holds a conversation"),
                            ({"items": [{"turns": ["only one"]}]}, "items[0].turns: must be a list of 2 to 10"),
                            ({"items": [{"turns": "not a list"}]}, "items[0].turns: must be a list")]:
