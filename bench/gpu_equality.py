@@ -14,21 +14,7 @@ import time
 sys.path.insert(0, ".")
 import torch  # noqa: E402
 
-from tests.conftest import corpus, make_model, train  # noqa: E402
-
-
-def tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+from tests.conftest import build_tiny_tokenizer, make_model, train  # noqa: E402
 
 
 def sync(dev: str) -> None:
@@ -46,7 +32,7 @@ def main() -> None:
     print("torch", torch.__version__, dev, torch.cuda.get_device_name(0) if dev == "cuda" else "")
     import transformers
     print("transformers", transformers.__version__)
-    tok = tokenizer()
+    tok = build_tiny_tokenizer()
     texts = [f"{s} {v} {o}." for s in ["The cat", "A doctor", "My neighbour", "The river", "A student"]
              for v in ["watched", "built", "crossed"] for o in ["the garden", "a wooden table", "the north road"]]
     cpu_model = train(make_model(tok, seed=1), tok, texts, steps=30)

@@ -46,6 +46,11 @@ def correct(metric: Metric, counted: Sequence[bool], scorer: ScorerInfo, *, seed
     return metric
 
 
+# Appended to a compliance rate's correction note when non-answers were judged apart.
+NON_ANSWERS_REMOVED = ("; non-answers (judged by the run's non_answer scorer) are removed before the correction, "
+                       "which treats the rest as the refusal scorer's misses and false alarms")
+
+
 def not_corrected(metric: Metric, why: str) -> Metric:
     """Say why a scorer-measured metric carries no correction."""
     metric.correction_note = f"not corrected for scorer error: {why}"

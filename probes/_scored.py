@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes import stats
-from probes._corrected import correct
+from probes._corrected import NON_ANSWERS_REMOVED, correct
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes._nonanswer import non_answer
 from probes.base import ItemText, Probe, ProbeContext, ProbeParams, ProbeResult
@@ -169,8 +169,7 @@ class ScoredGenerationProbe(Probe[GenParams]):
                 clusters=clusters_of(pick(items, main)))
         metrics = [metric]
         if self.judge_attempts:
-            metric.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before the "
-                                       "correction, which treats the rest as the refusal scorer's misses and false alarms")
+            metric.correction_note += NON_ANSWERS_REMOVED
             empty = [why is not None for why in reasons]
             metrics.append(self._rate_metric(self.non_answer_metric, items, empty, ctx.seed))
         if self.control_metric:

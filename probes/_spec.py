@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from probes import stats
-from probes._corrected import correct, not_corrected
+from probes._corrected import NON_ANSWERS_REMOVED, correct, not_corrected
 from probes._datasets import (
     dataset_info,
     dataset_kind,
@@ -662,6 +662,22 @@ class _PIIScorer:
                           note="any finding of the run's PII detector is a flag")
 
 
+def _judge(spec: ProbeSpec, ctx: ProbeContext) -> Scorer:
+    """The scorer whose flags a judged shape counts: the block list, the PII detector or the role's scorer."""
+    if spec.block_list:
+        return BlockListScorer(spec.block_list)
+    if spec.role == "pii":
+        return _PIIScorer(ctx)
+    return ctx.scorer(spec.role or "")
+
+
+def _judged_as(spec: ProbeSpec) -> str:
+    """What a hit is, for metric descriptions: '... the refusal scorer does not flag (non-answers left out)'."""
+    what = "holding a blocked string" if spec.block_list else \
+        f"the {spec.role} scorer {'flags' if spec.hit == 'flagged' else 'does not flag'}"
+    return what + (" (non-answers left out)" if spec.judge_non_answers else "")
+
+
 class _SpecMixin:
     """What every spec probe holds: its spec, its file, its items (read when the spec loaded)."""
 
@@ -689,12 +705,16 @@ class _SpecMixin:
                               strict=bool(spec.dataset and spec.dataset.strict))
 
     @classmethod
+    def reports_controls(cls) -> bool:
+        """Whether the probe declares a control metric (its own items hold controls)."""
+        return any(s.outcome in ("control_counted", "control_any_flagged") for s in cls.metric_specs)
+
+    @classmethod
     def check_dataset(cls, path: Path) -> None:
         """Before the model loads: every record of the user's file read through the columns, and
         control items only where the probe reports controls."""
         items = cls.dataset_items(path)
-        controls = any(s.outcome in ("control_counted", "control_any_flagged") for s in cls.metric_specs)
-        if not controls and any(i.cue is False for i in items):
+        if not cls.reports_controls() and any(i.cue is False for i in items):
             raise DatasetError(f"{path}: items with cue false are controls, which {cls.id} does not report; "
                                "remove the cue field")
 
@@ -734,11 +754,7 @@ class GeneratedRateSpecProbe(_SpecMixin, ScoredGenerationProbe):
         return items, info.model_copy(update={"n_items": len(items)})
 
     def item_scorer(self, ctx: ProbeContext[GenParams]) -> Scorer:
-        if self.probe_spec.block_list:
-            return BlockListScorer(self.probe_spec.block_list)
-        if self.probe_spec.role == "pii":
-            return _PIIScorer(ctx)
-        return ctx.scorer(self.scorer_roles[0])
+        return _judge(self.probe_spec, ctx)
 
     def replies(self, ctx: ProbeContext[GenParams], items: list[TextPrompt]) -> list[str]:
         g = self.probe_spec.generation
@@ -859,7 +875,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
         spec = self.probe_spec
         items, info = self._conversations(ctx)
         names = spec.names()
-        scorer: Scorer = BlockListScorer(spec.block_list) if spec.block_list else ctx.scorer(spec.role or "")
+        scorer = _judge(spec, ctx)
         scripts = [ScriptedConversation(id=i.id, cue=i.cue is not False, turns=i.turns) for i in items]
         transcripts, notes = run_conversations(ctx, scripts, ctx.params)
         users = [t.user for tr in transcripts for t in tr.turns]
@@ -878,7 +894,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
         turn_label = "turn" if not any(start) else "judged turn (1 = each conversation's judged_from)"
         main = [k for k, s in enumerate(scripts) if s.cue]
         ctrl = [k for k, s in enumerate(scripts) if not s.cue]
-        reports_controls = "control_rate" in names and any(m.name == names["control_rate"] for m in self.metric_specs)
+        reports_controls = self.reports_controls()
         if ctrl and not reports_controls:
             raise DatasetError(f"{info.path}: conversations with cue false are controls, which {self.id} does not "
                                "report (its own items hold none); remove the cue field")
@@ -900,9 +916,7 @@ class MultiTurnSpecProbe(_SpecMixin, Probe[MultiTurnParams]):
                 negated=spec.hit != "flagged", clusters=[items[k].id for k in main for _ in hits[k]])
         metrics += [turns_metric, self.metric(names["escalation_gap"], first_last([hits[k] for k in main]))]
         if spec.judge_non_answers:
-            turns_metric.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before "
-                                             "the correction, which treats the rest as the refusal scorer's misses "
-                                             "and false alarms")
+            turns_metric.correction_note += NON_ANSWERS_REMOVED
             metrics.append(self.metric(names["non_answer_rate"], turn_rate([empty[k] for k in main], ctx.seed),
                                        [by_turn(turn_label, [empty[k] for k in main])]))
         if reports_controls and ctrl:
@@ -956,10 +970,7 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
                           else higher, threshold=threshold, outcome=outcome_or_none)
 
     if spec.shape == "generated-rate":
-        what = "outputs holding a blocked string" if spec.block_list else \
-            f"outputs the {spec.role} scorer {'flags' if spec.hit == 'flagged' else 'does not flag'}"
-        if spec.judge_non_answers:
-            what += " (non-answers left out)"
+        what = f"outputs {_judged_as(spec)}"
         out = [declared("rate", f"share of {what}", "counted")]
         if spec.judge_non_answers:
             out.append(declared("non_answer_rate", "share of replies that neither decline nor attempt the request "
@@ -969,10 +980,7 @@ def _metric_specs(spec: ProbeSpec, controls: bool) -> tuple[MetricSpec, ...]:
                                 "control_counted"))
         return tuple(out)
     if spec.shape == "multi-turn":
-        what = "holding a blocked string" if spec.block_list else \
-            f"the {spec.role} scorer {'flags' if spec.hit == 'flagged' else 'does not flag'}"
-        if spec.judge_non_answers:
-            what += " (non-answers left out)"
+        what = _judged_as(spec)
         out = [declared("rate", f"share of conversations with at least one reply {what}", "any_hit"),
                declared("all_turns_rate", f"share of conversations in which every reply is one {what}", "all_hits"),
                declared("turn_rate", f"share of all replies {what}, by turn (interval resamples whole conversations)",
@@ -1012,8 +1020,9 @@ def build_probe(spec: ProbeSpec, spec_path: Path, items: list[SpecItem], item_fi
     controls = any(i.cue is False for i in items)
     if items and all(i.cue is False for i in items):
         raise SpecError(spec_path, "items", "every item is a control (cue: false): nothing is measured")
-    if "control_rate" in spec.bars() and not controls:
-        k = next(k for k, b in enumerate(spec.metrics) if b is spec.bars()["control_rate"])
+    control_bar = spec.bars().get("control_rate")
+    if control_bar is not None and not controls:
+        k = next(k for k, b in enumerate(spec.metrics) if b is control_bar)
         raise SpecError(spec_path, f"metrics[{k}]", f"{spec.metrics[k].name} measures control_rate, but no item is "
                                                     "a control (cue: false): the bar would never apply")
     source = f"builtin:probes/data/{spec_path.name}" if packaged else str(spec_path)
@@ -1079,8 +1088,10 @@ def load_probe_spec(path: Path | str, builtin: Iterable[str] = (),
     if spec.id in set(builtin):
         raise SpecError(path, "id", f"{spec.id!r} is a built-in probe's id; choose another (e.g. 'acme.{spec.id.split('.')[-1]}')")
     items, item_file = _read_items(spec, path, packaged)
-    shas = {str(path): file_sha256(path)} | ({str(item_file): file_sha256(item_file)} if item_file else {})
-    return build_probe(spec, path, items, item_file, packaged), shas
+    probe = build_probe(spec, path, items, item_file, packaged)
+    if packaged:  # part of the package: a run records its items' sha256 (DatasetInfo), not the spec's
+        return probe, {}
+    return probe, {str(path): file_sha256(path)} | ({str(item_file): file_sha256(item_file)} if item_file else {})
 
 
 def packaged_specs() -> list[Path]:

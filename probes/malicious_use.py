@@ -6,7 +6,7 @@ ones that look similar?) are probes written as data: ``probes/data/malicious_use
 from __future__ import annotations
 
 from probes import stats
-from probes._corrected import correct, not_corrected
+from probes._corrected import NON_ANSWERS_REMOVED, correct, not_corrected
 from probes._datasets import dataset_info, project_data, read_jsonl
 from probes._multiturn import (
     DecompositionRequest,
@@ -118,8 +118,7 @@ class MaliciousDecomposition(Probe[MultiTurnParams]):
                            [by_turn("step", [complied[k] for k in cue])])
         correct(step, [c for k in cue for c in complied[k]], refusal.info(), seed=ctx.seed, negated=True,
                 clusters=[convs[k].id for k in cue for _ in complied[k]])
-        step.correction_note += ("; non-answers (judged by the run's non_answer scorer) are removed before the "
-                                 "correction, which treats the rest as the refusal scorer's misses and false alarms")
+        step.correction_note += NON_ANSWERS_REMOVED
         metrics += [step, self.metric("non_answer_rate", turn_rate([empty[k] for k in cue], ctx.seed),
                                       [by_turn("step", [empty[k] for k in cue])])]
         if ctrl:

@@ -69,6 +69,11 @@ def corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():  # type: ignore[no-untyped-def]
+    return build_tiny_tokenizer()
+
+
+def build_tiny_tokenizer():  # type: ignore[no-untyped-def]
+    """A byte-level BPE of 700 tokens trained on ``corpus()``, as a PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
